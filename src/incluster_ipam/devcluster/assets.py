@@ -1,0 +1,93 @@
+"""Find the cached control-plane binaries and Cluster API CRDs, building them on first use.
+
+The build itself is `hack/controlplane/build.sh` (Go modules pinned in the repo); it prints the cache
+directory. `INCLUSTER_IPAM_CONTROLPLANE` short-circuits the lookup (the repo scripts export it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+CURRENT_CAPI = "v1.14.2"
+"""Cluster API release whose CRDs serve the current IPAM contract (v1beta2)."""
+OLD_CAPI = "v1.10.4"
+"""The newest Cluster API release with only the older IPAM contract (v1beta1), for contract tests."""
+
+CAPI_CRD_FILES = (
+    "cluster.x-k8s.io_clusters.yaml",
+    "ipam.cluster.x-k8s.io_ipaddressclaims.yaml",
+    "ipam.cluster.x-k8s.io_ipaddresses.yaml",
+)
+
+ENV_VAR = "INCLUSTER_IPAM_CONTROLPLANE"
+
+
+class AssetsError(RuntimeError):
+    """The control-plane binaries or CRDs are missing and could not be built."""
+
+
+@dataclass(frozen=True)
+class Assets:
+    """A populated cache directory: `bin/{kube-apiserver,etcd}` and `crds/capi-<version>/`."""
+
+    root: Path
+
+    @property
+    def kube_apiserver(self) -> Path:
+        return self.root / "bin" / "kube-apiserver"
+
+    @property
+    def etcd(self) -> Path:
+        return self.root / "bin" / "etcd"
+
+    def capi_crds(self, version: str = CURRENT_CAPI) -> list[dict[str, object]]:
+        """The Cluster API CRDs (Cluster, IPAddressClaim, IPAddress) of one release, as dicts."""
+        directory = self.root / "crds" / f"capi-{version}"
+        docs: list[dict[str, object]] = []
+        for name in CAPI_CRD_FILES:
+            path = directory / name
+            if not path.is_file():
+                raise AssetsError(f"Cluster API {version} CRD {name} is not in {directory}")
+            docs.append(yaml.safe_load(path.read_text()))
+        return docs
+
+    def validate(self) -> Assets:
+        for binary in (self.kube_apiserver, self.etcd):
+            if not os.access(binary, os.X_OK):
+                raise AssetsError(f"{binary} is missing or not executable; run hack/controlplane/build.sh")
+        return self
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from, if any (editable install, src layout)."""
+    candidate = Path(__file__).resolve().parents[3]
+    return candidate if (candidate / "hack" / "controlplane" / "build.sh").is_file() else None
+
+
+async def ensure_assets() -> Assets:
+    """Return the cache, building it with the repo's build script when the environment does not name it."""
+    configured = os.environ.get(ENV_VAR)
+    if configured:
+        return Assets(Path(configured)).validate()
+    root = repo_root()
+    if root is None:
+        raise AssetsError(
+            f"set {ENV_VAR} to a control-plane cache directory (see hack/controlplane/build.sh)"
+        )
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(root / "hack" / "controlplane" / "build.sh"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise AssetsError(f"hack/controlplane/build.sh failed with exit code {proc.returncode}")
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        raise AssetsError("hack/controlplane/build.sh printed no cache directory")
+    return Assets(Path(lines[-1])).validate()

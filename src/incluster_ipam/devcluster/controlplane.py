@@ -1,0 +1,360 @@
+"""A real local control plane (etcd + kube-apiserver on loopback) for tests, benchmarks and the dev run.
+
+Start-up follows envtest: throwaway PKI, free loopback ports, readiness probes, an admin identity in
+system:masters, then CRDs installed and waited on until they are Established and served by discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import yaml
+
+from .assets import CURRENT_CAPI, Assets, ensure_assets
+from .pki import CertificateAuthority, service_account_key_pem
+from .process import ManagedProcess, ProcessError
+
+ADMIN_USER = "incluster-ipam-admin"
+HOST = "127.0.0.1"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started or configured."""
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (racy by nature, as envtest's; start-up retries on a clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class ControlPlane:
+    """etcd and kube-apiserver on 127.0.0.1 with a temp data dir, usable as an async context manager.
+
+    `crds` are installed after start; `capi_version` selects which Cluster API release's CRDs are
+    installed (None: none).
+    """
+
+    def __init__(
+        self,
+        assets: Assets | None = None,
+        *,
+        capi_version: str | None = CURRENT_CAPI,
+        extra_crds: Iterable[Mapping[str, Any]] = (),
+        workdir: Path | None = None,
+        kubeconfig_path: Path | None = None,
+        start_timeout: float = 90.0,
+    ) -> None:
+        self._assets = assets
+        self._capi_version = capi_version
+        self._extra_crds = [dict(crd) for crd in extra_crds]
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="incluster-ipam-cp-"))
+        self.kubeconfig_path = kubeconfig_path or self.workdir / "kubeconfig"
+        self._start_timeout = start_timeout
+        self.etcd: ManagedProcess | None = None
+        self.apiserver: ManagedProcess | None = None
+        self.etcd_url = ""
+        self.server = ""
+        self.ca_file = self.workdir / "pki" / "ca.crt"
+        self.admin_cert_file = self.workdir / "pki" / "admin.crt"
+        self.admin_key_file = self.workdir / "pki" / "admin.key"
+        self.startup_seconds = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ControlPlane:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        if self._assets is None:
+            self._assets = await ensure_assets()
+        self._write_pki()
+        await self._start_etcd()
+        await self._start_apiserver()
+        self._write_kubeconfig()
+        crds = list(self._assets.capi_crds(self._capi_version)) if self._capi_version else []
+        await self.install_crds([*crds, *self._extra_crds])
+        self.startup_seconds = time.monotonic() - started
+
+    async def stop(self) -> None:
+        """Stop both processes (apiserver first) and remove the temp dir; safe to call twice."""
+        for proc in (self.apiserver, self.etcd):
+            if proc is not None:
+                await proc.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def restart_apiserver(self) -> None:
+        """Stop and start kube-apiserver on the same port and etcd (for fault tests)."""
+        assert self.apiserver is not None
+        await self.apiserver.stop()
+        await self.apiserver.start()
+        await self._wait_apiserver_ready(self.apiserver)
+
+    # ---- PKI and kubeconfig ------------------------------------------------------------------------
+
+    def _write_pki(self) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority()
+        serving = ca.serving((HOST, "localhost"))
+        admin = ca.client(ADMIN_USER, ("system:masters",))
+        files = {
+            "ca.crt": ca.cert_pem,
+            "serving.crt": serving.cert_pem,
+            "serving.key": serving.key_pem,
+            "admin.crt": admin.cert_pem,
+            "admin.key": admin.key_pem,
+            "sa.key": service_account_key_pem(),
+        }
+        for name, data in files.items():
+            path = pki / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+        self._ca = ca
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA that signed the apiserver's serving cert and trusts client certs (reuse it for webhooks)."""
+        return self._ca
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "incluster-ipam-dev",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": _b64(self.ca_file.read_bytes()),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": ADMIN_USER,
+                    "user": {
+                        "client-certificate-data": _b64(self.admin_cert_file.read_bytes()),
+                        "client-key-data": _b64(self.admin_key_file.read_bytes()),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "incluster-ipam-dev",
+                    "context": {"cluster": "incluster-ipam-dev", "user": ADMIN_USER},
+                }
+            ],
+            "current-context": "incluster-ipam-dev",
+        }
+        self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig_path.chmod(0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the apiserver and presents the admin certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.admin_cert_file), str(self.admin_key_file))
+        return context
+
+    # ---- processes ---------------------------------------------------------------------------------
+
+    async def _start_etcd(self) -> None:
+        assert self._assets is not None
+        last_error: ProcessError | None = None
+        for _attempt in range(3):
+            client_port, peer_port = free_port(), free_port()
+            data_dir = self.workdir / "etcd-data"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            self.etcd_url = f"http://{HOST}:{client_port}"
+            proc = ManagedProcess(
+                "etcd",
+                [
+                    str(self._assets.etcd),
+                    f"--data-dir={data_dir}",
+                    f"--listen-client-urls={self.etcd_url}",
+                    f"--advertise-client-urls={self.etcd_url}",
+                    f"--listen-peer-urls=http://{HOST}:{peer_port}",
+                    f"--initial-advertise-peer-urls=http://{HOST}:{peer_port}",
+                    f"--initial-cluster=default=http://{HOST}:{peer_port}",
+                    "--unsafe-no-fsync=true",
+                    "--log-level=warn",
+                ],
+                self.workdir / "logs" / "etcd.log",
+            )
+            await proc.start()
+            self.etcd = proc
+            try:
+                await self._wait_http(proc, f"{self.etcd_url}/health", ssl_context=None)
+                return
+            except ProcessError as exc:
+                last_error = exc
+                await proc.stop()
+        assert last_error is not None
+        raise last_error
+
+    async def _start_apiserver(self) -> None:
+        assert self._assets is not None
+        pki = self.workdir / "pki"
+        last_error: ProcessError | None = None
+        for _attempt in range(3):
+            port = free_port()
+            self.server = f"https://{HOST}:{port}"
+            proc = ManagedProcess(
+                "kube-apiserver",
+                [
+                    str(self._assets.kube_apiserver),
+                    f"--etcd-servers={self.etcd_url}",
+                    f"--bind-address={HOST}",
+                    f"--advertise-address={HOST}",
+                    f"--secure-port={port}",
+                    f"--cert-dir={pki}",
+                    f"--tls-cert-file={pki / 'serving.crt'}",
+                    f"--tls-private-key-file={pki / 'serving.key'}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    "--authorization-mode=RBAC",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={pki / 'sa.key'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    "--service-cluster-ip-range=10.0.0.0/24",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--allow-privileged=true",
+                    "--profiling=false",
+                ],
+                self.workdir / "logs" / "kube-apiserver.log",
+            )
+            await proc.start()
+            self.apiserver = proc
+            try:
+                await self._wait_apiserver_ready(proc)
+                return
+            except ProcessError as exc:
+                last_error = exc
+                await proc.stop()
+                if "address already in use" not in str(exc):
+                    raise
+        assert last_error is not None
+        raise last_error
+
+    async def _wait_apiserver_ready(self, proc: ManagedProcess) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        await self._wait_http(proc, f"{self.server}/readyz", ssl_context=context)
+
+    async def _wait_http(self, proc: ManagedProcess, url: str, ssl_context: ssl.SSLContext | None) -> None:
+        """Poll `url` until it answers 200, failing fast (with the log tail) if the process dies."""
+        deadline = time.monotonic() + self._start_timeout
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                proc.check_alive()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                    async with session.get(url, ssl=ssl_context if ssl_context else False) as resp:
+                        if resp.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise proc.failure(f"did not become ready at {url} within {self._start_timeout:.0f} s")
+                await asyncio.sleep(0.1)
+
+    # ---- API access ----------------------------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        """A raw HTTP session authenticated as the admin (callers close it)."""
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context())
+        return aiohttp.ClientSession(base_url=self.server, connector=connector)
+
+    async def install_crds(self, crds: Iterable[Mapping[str, Any]], wait_seconds: float = 60.0) -> None:
+        """Create (or replace) CRDs, then wait until each is Established and its versions are discoverable."""
+        crd_list = [dict(crd) for crd in crds]
+        if not crd_list:
+            return
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        async with self.session() as http:
+            for crd in crd_list:
+                name = crd["metadata"]["name"]
+                async with http.post(path, json=crd) as resp:
+                    if resp.status == 409:
+                        async with http.get(f"{path}/{name}") as current:
+                            existing = await current.json()
+                        replacement = {**crd, "metadata": {**crd["metadata"], **_version_of(existing)}}
+                        async with http.put(f"{path}/{name}", json=replacement) as replaced:
+                            await _expect_ok(replaced, f"replace CRD {name}")
+                    else:
+                        await _expect_ok(resp, f"create CRD {name}")
+            deadline = time.monotonic() + wait_seconds
+            for crd in crd_list:
+                await self._wait_crd_served(http, crd, deadline)
+
+    async def _wait_crd_served(
+        self, http: aiohttp.ClientSession, crd: Mapping[str, Any], deadline: float
+    ) -> None:
+        name = crd["metadata"]["name"]
+        group = crd["spec"]["group"]
+        plural = crd["spec"]["names"]["plural"]
+        versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served", True)]
+        while True:
+            async with http.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") as resp:
+                status = (await resp.json()).get("status", {}) if resp.status == 200 else {}
+            established = any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in status.get("conditions", [])
+            )
+            if established and await _all_discoverable(http, group, versions, plural):
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"CRD {name} was not Established and served in time (status: {status})"
+                )
+            await asyncio.sleep(0.1)
+
+
+def _version_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {"resourceVersion": obj.get("metadata", {}).get("resourceVersion")}
+
+
+async def _all_discoverable(
+    http: aiohttp.ClientSession, group: str, versions: list[str], plural: str
+) -> bool:
+    for version in versions:
+        async with http.get(f"/apis/{group}/{version}") as resp:
+            if resp.status != 200:
+                return False
+            resources = (await resp.json()).get("resources", [])
+        if not any(r.get("name") == plural for r in resources):
+            return False
+    return True
+
+
+async def _expect_ok(resp: aiohttp.ClientResponse, what: str) -> None:
+    if resp.status >= 300:
+        raise ControlPlaneError(f"could not {what}: HTTP {resp.status}: {await resp.text()}")
