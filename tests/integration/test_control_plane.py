@@ -94,7 +94,13 @@ async def test_claim_create_read_list_and_watch(api_client: client.ApiClient, na
     await asyncio.sleep(0.2)
     await custom.create_namespaced_custom_object(GROUP, V1BETA2, namespace, "ipaddressclaims", claim("c2"))
     await custom.patch_namespaced_custom_object_status(
-        GROUP, V1BETA2, namespace, "ipaddressclaims", "c1", {"status": {"addressRef": {"name": "c1"}}}
+        GROUP,
+        V1BETA2,
+        namespace,
+        "ipaddressclaims",
+        "c1",
+        {"status": {"addressRef": {"name": "c1"}}},
+        _content_type="application/merge-patch+json",
     )
     await asyncio.wait_for(watcher, 20)
     assert events == [("ADDED", "c2"), ("MODIFIED", "c1")]
@@ -142,15 +148,13 @@ async def test_crd_schema_rejects_malformed_ipaddress(
 
 
 async def test_kubeconfig_file_works_with_a_standard_client(control_plane: ControlPlane) -> None:
-    api = client.ApiClient()
-    try:
-        await config.load_kube_config(
-            config_file=str(control_plane.kubeconfig_path), client_configuration=api.configuration
-        )
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(control_plane.kubeconfig_path), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
         crds = await client.ApiextensionsV1Api(api).list_custom_resource_definition()
-        assert "ipaddresses.ipam.cluster.x-k8s.io" in {crd.metadata.name for crd in crds.items}
-    finally:
-        await api.close()
+    assert "ipaddresses.ipam.cluster.x-k8s.io" in {crd.metadata.name for crd in crds.items}
 
 
 async def test_older_cluster_api_serves_only_the_v1beta1_ipam_contract() -> None:

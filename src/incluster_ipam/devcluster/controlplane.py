@@ -23,7 +23,7 @@ import aiohttp
 import yaml
 
 from .assets import CURRENT_CAPI, Assets, ensure_assets
-from .pki import CertificateAuthority, service_account_key_pem
+from .pki import CertificateAuthority, service_account_keys
 from .process import ManagedProcess, ProcessError
 
 ADMIN_USER = "incluster-ipam-admin"
@@ -129,13 +129,15 @@ class ControlPlane:
         ca = CertificateAuthority()
         serving = ca.serving((HOST, "localhost"))
         admin = ca.client(ADMIN_USER, ("system:masters",))
+        service_accounts = service_account_keys()
         files = {
             "ca.crt": ca.cert_pem,
             "serving.crt": serving.cert_pem,
             "serving.key": serving.key_pem,
             "admin.crt": admin.cert_pem,
             "admin.key": admin.key_pem,
-            "sa.key": service_account_key_pem(),
+            "sa.pub": service_accounts.cert_pem,
+            "sa.key": service_accounts.key_pem,
         }
         for name, data in files.items():
             path = pki / name
@@ -245,12 +247,15 @@ class ControlPlane:
                     f"--client-ca-file={pki / 'ca.crt'}",
                     "--authorization-mode=RBAC",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                    f"--service-account-key-file={pki / 'sa.key'}",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
                     "--service-cluster-ip-range=10.0.0.0/24",
                     "--disable-admission-plugins=ServiceAccount",
                     "--allow-privileged=true",
                     "--profiling=false",
+                    # 1.37 refuses a loopback advertise address for the kubernetes Service endpoints;
+                    # nothing here needs that Service.
+                    "--endpoint-reconciler-type=none",
                 ],
                 self.workdir / "logs" / "kube-apiserver.log",
             )
@@ -324,10 +329,10 @@ class ControlPlane:
         versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served", True)]
         while True:
             async with http.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") as resp:
-                status = (await resp.json()).get("status", {}) if resp.status == 200 else {}
+                status = ((await resp.json()).get("status") or {}) if resp.status == 200 else {}
             established = any(
                 c.get("type") == "Established" and c.get("status") == "True"
-                for c in status.get("conditions", [])
+                for c in status.get("conditions") or []
             )
             if established and await _all_discoverable(http, group, versions, plural):
                 return

@@ -124,6 +124,11 @@ class CertificateAuthority:
         return self._issue(_name(user, groups), ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
 
-def service_account_key_pem() -> bytes:
-    """A private key for signing service-account tokens (kube-apiserver accepts it for both SA flags)."""
-    return _key_pem(_new_key())
+def service_account_keys() -> KeyPair:
+    """A key pair for service-account tokens: `cert_pem` holds the public key (verification), `key_pem` the
+    private key (signing)."""
+    key = _new_key()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyPair(public, _key_pem(key))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from incluster_ipam.devcluster.pki import CertificateAuthority, service_account_key_pem
+from incluster_ipam.devcluster.pki import CertificateAuthority, service_account_keys
 
 
 def test_serving_certificate_has_ip_and_dns_sans_signed_by_the_ca() -> None:
@@ -34,5 +35,8 @@ def test_client_certificate_carries_user_and_groups() -> None:
     assert ExtendedKeyUsageOID.SERVER_AUTH not in usage
 
 
-def test_service_account_key_is_a_pem_private_key() -> None:
-    assert service_account_key_pem().startswith(b"-----BEGIN PRIVATE KEY-----")
+def test_service_account_keys_are_a_matching_pem_pair() -> None:
+    pair = service_account_keys()
+    public = serialization.load_pem_public_key(pair.cert_pem)
+    private = serialization.load_pem_private_key(pair.key_pem, password=None)
+    assert private.public_key() == public
