@@ -11,8 +11,8 @@ export INCLUSTER_IPAM_CONTROLPLANE=$cache_dir
 echo "[test] control plane cache: $cache_dir"
 
 echo "[test] ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "[test] mypy --strict"
 .venv/bin/mypy
 echo "[test] import layering"
