@@ -1,0 +1,512 @@
+"""`KubeClient`: the only code that talks HTTP to the apiserver.
+
+Raw JSON dicts in and out over one pooled aiohttp session. No hidden retries and no reconnecting watches:
+callers (the informer, the controllers) decide what a failure means. Every failure is a `KubeError`:
+`ApiError` (the server said no), `WatchExpired` (410, relist) or `TransportError` (no answer).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import requests as rq
+from .config import ClusterConfig, TokenSource, in_cluster_config, load_config, load_kubeconfig
+from .errors import ApiError, KubeError, TransportError, WatchExpired, error_from_response
+from .resources import Obj, Resource
+from .watch import WatchDecoder, WatchEvent, raise_for_event
+
+DEFAULT_TIMEOUT = 30.0
+_WATCH_READ_GRACE = 30.0
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectList:
+    """A list result: the items and the collection's resourceVersion (where a watch resumes)."""
+
+    items: list[Obj]
+    resource_version: str
+    continue_token: str | None = None
+
+
+class KubeClient:
+    """An async client for one apiserver. Create it inside the event loop; close it (or use `async with`)."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = 100,
+        user_agent: str = "incluster-ipam",
+    ) -> None:
+        self.config = config
+        self.timeout = timeout
+        self._server = config.server.rstrip("/")
+        self._ssl = config.ssl_context()
+        self._tokens: TokenSource | None = config.token_source()
+        self._max_connections = max_connections
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    # ---- construction and lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path, context: str | None = None, **kwargs: Any) -> KubeClient:
+        return cls(load_kubeconfig(path, context), **kwargs)
+
+    @classmethod
+    def in_cluster(cls, **kwargs: Any) -> KubeClient:
+        return cls(in_cluster_config(), **kwargs)
+
+    @classmethod
+    def from_environment(
+        cls, kubeconfig: str | Path | None = None, context: str | None = None, **kwargs: Any
+    ) -> KubeClient:
+        """Explicit kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config."""
+        return cls(load_config(kubeconfig, context), **kwargs)
+
+    @property
+    def default_namespace(self) -> str | None:
+        """The kubeconfig context's namespace, or the pod's namespace in-cluster."""
+        return self.config.namespace
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False, limit=self._max_connections
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": self._user_agent}, raise_for_status=False
+            )
+        return self._session
+
+    async def _headers(self, request: rq.Request) -> dict[str, str]:
+        headers = {"Accept": rq.JSON}
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        if self._tokens is not None:
+            headers["Authorization"] = f"Bearer {await self._tokens.token()}"
+        return headers
+
+    def _url(self, request: rq.Request) -> URL:
+        return URL(self._server + request.target, encoded=True)
+
+    def _check(self, request: rq.Request, status: int, body: bytes) -> None:
+        if status == 401 and self._tokens is not None:
+            self._tokens.invalidate()
+        if status >= 400:
+            raise error_from_response(status, body)
+
+    # ---- raw requests -----------------------------------------------------------------------------
+
+    async def request(self, request: rq.Request, *, request_timeout: float | None = None) -> Obj:
+        """Send one built request and return the decoded JSON body (raises KubeError)."""
+        headers = await self._headers(request)
+        client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeout)
+        try:
+            async with self._http().request(
+                request.method,
+                self._url(request),
+                data=request.body,
+                headers=headers,
+                timeout=client_timeout,
+                server_hostname=self.config.tls_server_name,
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise TransportError(f"{request.method} {request.path}: {exc!r}") from exc
+        self._check(request, status, body)
+        if not body:
+            return {}
+        decoded: Obj = json.loads(body)
+        return decoded
+
+    # ---- CRUD ----------------------------------------------------------------------------------------
+
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        return await self.request(
+            rq.get_request(resource, name, namespace, subresource), request_timeout=request_timeout
+        )
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        page_size: int | None = 500,
+        request_timeout: float | None = None,
+    ) -> ObjectList:
+        """All matching objects, fetched `page_size` at a time (one consistent snapshot across pages).
+
+        If the continue token expires mid-way (410), the list is retried once unpaginated, as client-go's
+        pager does."""
+        items: builtins.list[Obj] = []
+        version = ""
+        try:
+            async for page in self.list_pages(
+                resource,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resource_version=resource_version,
+                page_size=page_size,
+                request_timeout=request_timeout,
+            ):
+                items.extend(page.items)
+                version = page.resource_version
+        except WatchExpired:
+            if not items:
+                raise
+            page = await self._list_page(
+                resource,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resource_version=resource_version,
+                page_size=None,
+                token=None,
+                request_timeout=request_timeout,
+            )
+            return ObjectList(page.items, page.resource_version)
+        return ObjectList(items, version)
+
+    async def list_pages(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        page_size: int | None = 500,
+        request_timeout: float | None = None,
+    ) -> AsyncIterator[ObjectList]:
+        """Pages of a list, for callers that process (and drop) items as they come. Every page carries the
+        snapshot's resourceVersion. An expired continue token raises WatchExpired."""
+        token: str | None = None
+        while True:
+            page = await self._list_page(
+                resource,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resource_version=resource_version,
+                page_size=page_size,
+                token=token,
+                request_timeout=request_timeout,
+            )
+            yield page
+            token = page.continue_token
+            if not token:
+                return
+
+    async def _list_page(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        field_selector: str | None,
+        resource_version: str | None,
+        page_size: int | None,
+        token: str | None,
+        request_timeout: float | None,
+    ) -> ObjectList:
+        request = rq.list_request(
+            resource,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            # resourceVersion must not be combined with a continue token
+            resource_version=None if token else resource_version,
+            limit=page_size,
+            continue_token=token,
+        )
+        body = await self.request(request, request_timeout=request_timeout)
+        meta = body.get("metadata") or {}
+        return ObjectList(body.get("items") or [], str(meta.get("resourceVersion", "")), meta.get("continue"))
+
+    async def create(
+        self,
+        resource: Resource,
+        obj: Obj,
+        namespace: str | None = None,
+        *,
+        field_manager: str | None = None,
+        dry_run: bool = False,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """POST; the namespace defaults to obj.metadata.namespace."""
+        request = rq.create_request(resource, obj, namespace, field_manager=field_manager, dry_run=dry_run)
+        return await self.request(request, request_timeout=request_timeout)
+
+    async def replace(
+        self,
+        resource: Resource,
+        obj: Obj,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        dry_run: bool = False,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """PUT: optimistic concurrency on obj.metadata.resourceVersion (409 Conflict when stale)."""
+        request = rq.replace_request(
+            resource, obj, namespace, subresource=subresource, field_manager=field_manager, dry_run=dry_run
+        )
+        return await self.request(request, request_timeout=request_timeout)
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Obj | builtins.list[Any],
+        namespace: str | None = None,
+        *,
+        patch_type: rq.PatchType = rq.PatchType.MERGE,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """Merge patch by default; JSON patch takes a list of operations; APPLY is server-side apply."""
+        request = rq.patch_request(
+            resource,
+            name,
+            patch,
+            namespace,
+            patch_type=patch_type,
+            subresource=subresource,
+            field_manager=field_manager,
+            force=force,
+            dry_run=dry_run,
+        )
+        return await self.request(request, request_timeout=request_timeout)
+
+    async def apply(
+        self,
+        resource: Resource,
+        obj: Obj,
+        *,
+        field_manager: str,
+        force: bool = True,
+        subresource: str | None = None,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """Server-side apply of a full intent object (apiVersion, kind, metadata.name[/namespace])."""
+        meta = obj["metadata"]
+        return await self.patch(
+            resource,
+            meta["name"],
+            obj,
+            meta.get("namespace") if resource.namespaced else None,
+            patch_type=rq.PatchType.APPLY,
+            subresource=subresource,
+            field_manager=field_manager,
+            force=force,
+            request_timeout=request_timeout,
+        )
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """DELETE with optional preconditions (uid, resourceVersion: 409 when they do not match). Returns the
+        object (still present if finalizers block it) or a Status."""
+        request = rq.delete_request(
+            resource,
+            name,
+            namespace,
+            uid=uid,
+            resource_version=resource_version,
+            propagation_policy=propagation_policy,
+            grace_period_seconds=grace_period_seconds,
+            dry_run=dry_run,
+        )
+        return await self.request(request, request_timeout=request_timeout)
+
+    # ---- watch ------------------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_bookmarks: bool = True,
+    ) -> WatchStream:
+        """A watch as an async iterator of events (ADDED, MODIFIED, DELETED, BOOKMARK). ERROR events raise
+        (WatchExpired for 410). The stream ends when the server closes it; it never reconnects."""
+        request = rq.watch_request(
+            resource,
+            namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            timeout_seconds=timeout_seconds,
+            allow_bookmarks=allow_bookmarks,
+        )
+        read_timeout = timeout_seconds + _WATCH_READ_GRACE if timeout_seconds else None
+        return WatchStream(self, request, read_timeout)
+
+    async def _open_stream(self, request: rq.Request, read_timeout: float | None) -> aiohttp.ClientResponse:
+        headers = await self._headers(request)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_timeout)
+        try:
+            resp = await self._http().request(
+                request.method,
+                self._url(request),
+                headers=headers,
+                timeout=timeout,
+                server_hostname=self.config.tls_server_name,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise TransportError(f"watch {request.path}: {exc!r}") from exc
+        if resp.status >= 400:
+            try:
+                body = await resp.read()
+            except _TRANSPORT_ERRORS:
+                body = b""
+            finally:
+                resp.release()
+            self._check(request, resp.status, body)
+        return resp
+
+    # ---- discovery ----------------------------------------------------------------------------------------
+
+    async def server_versions(self, group: str, plural: str | None = None) -> builtins.list[str]:
+        """Versions of `group` the server serves, preferred first; with `plural`, only versions that serve
+        that resource. Empty when the group is unknown."""
+        try:
+            body = await self.request(rq.group_discovery_request(group))
+        except ApiError as exc:
+            if exc.is_not_found:
+                return []
+            raise
+        if group:
+            versions = [str(v["version"]) for v in body.get("versions") or []]
+            preferred = (body.get("preferredVersion") or {}).get("version")
+            if preferred in versions:
+                versions.remove(preferred)
+                versions.insert(0, preferred)
+        else:
+            versions = [str(v) for v in body.get("versions") or []]
+        if plural is None:
+            return versions
+        served = []
+        for version in versions:
+            try:
+                listing = await self.request(rq.resources_discovery_request(group, version))
+            except ApiError as exc:
+                if exc.is_not_found:
+                    continue
+                raise
+            if any(r.get("name") == plural for r in listing.get("resources") or []):
+                served.append(version)
+        return served
+
+
+class WatchStream:
+    """An open watch. Iterate it; leave early with `async with` or `aclose()` so the connection is freed."""
+
+    def __init__(self, client: KubeClient, request: rq.Request, read_timeout: float | None) -> None:
+        self._client = client
+        self._request = request
+        self._read_timeout = read_timeout
+        self._resp: aiohttp.ClientResponse | None = None
+        self._decoder = WatchDecoder()
+        self._pending: deque[WatchEvent] = deque()
+        self._done = False
+
+    async def __aenter__(self) -> WatchStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        try:
+            while not self._pending:
+                if self._done:
+                    raise StopAsyncIteration
+                await self._fill()
+            return raise_for_event(self._pending.popleft())
+        except KubeError:
+            await self.aclose()
+            raise
+
+    async def _fill(self) -> None:
+        if self._resp is None:
+            self._resp = await self._client._open_stream(self._request, self._read_timeout)
+        try:
+            chunk = await self._resp.content.readany()
+        except _TRANSPORT_ERRORS as exc:
+            raise TransportError(f"watch {self._request.path}: {exc!r}") from exc
+        if chunk:
+            self._pending.extend(self._decoder.feed(chunk))
+        else:  # the server ended the watch: the connection can go back to the pool
+            self._pending.extend(self._decoder.close())
+            self._resp.release()
+            self._resp = None
+            self._done = True
+
+    async def aclose(self) -> None:
+        self._done = True
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
