@@ -1,0 +1,440 @@
+"""Claim reconciliation: bind each IPAddressClaim of one of our pools to an IPAddress, release it on delete.
+
+The flow follows upstream (spec §5.3-5.5) with our differences (§10): a Ready condition and Events on every
+claim, immediate wake-up of claims waiting on an exhausted pool, and allocation through the leader's
+`PoolBook`, which reserves an address before the IPAddress create is sent. A create whose outcome is
+unknown (timeout, 5xx, connection reset) keeps its reservation; the retry either finds the IPAddress
+(AlreadyExists: adopt it) or creates it with the same address.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, PoolFamily
+from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec, decode_pool
+from incluster_ipam.ipam.allocator import PoolExhausted
+from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
+from incluster_ipam.kube.errors import is_conflict, is_not_found
+from incluster_ipam.runtime import Informer, Result
+
+from . import contract as c
+from .book import PoolBook, PoolSpecError, PoolState
+from .metrics import Metrics
+from .objects import (
+    BY_POOL,
+    CLUSTER_NAME_LABEL,
+    Obj,
+    address_pool_key,
+    claim_cluster_name,
+    claim_pool_key,
+    cluster_is_paused,
+    finalizers_of,
+    has_paused_annotation,
+    is_deleting,
+    key_of,
+    name_of,
+    namespace_of,
+    passes_watch_filter,
+    project,
+    split_pool_key,
+)
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses after which a create certainly did not happen (anything else may have).
+_DEFINITIVE = frozenset({400, 403, 404, 405, 415, 422})
+
+
+def rfc3339_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
+
+
+@dataclass
+class Informers:
+    """The provider's caches (all projections, see `objects.project`)."""
+
+    claims: Informer
+    addresses: Informer
+    clusters: Informer | None
+    pools: dict[str, Informer]  # by pool kind name
+
+    def pool(self, pool_key: str) -> Obj | None:
+        kind, namespace, name = split_pool_key(pool_key)
+        informer = self.pools.get(kind.kind)
+        return informer.get_object(namespace or None, name) if informer is not None else None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The API resources written, in the versions the cluster serves."""
+
+    claims: Resource
+    addresses: Resource
+
+
+def pool_spec(pool: Mapping[str, Any]) -> IPPoolSpec | PrefixPoolSpec:
+    return decode_pool(pool).spec
+
+
+class ClaimReconciler:
+    """Reconciles one claim key (`namespace/name`) at a time; many keys run concurrently."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        contract: c.Contract,
+        resources: Resources,
+        informers: Informers,
+        book: PoolBook,
+        recorder: EventRecorder,
+        metrics: Metrics,
+        wake: Callable[[str], None],
+        pool_changed: Callable[[str], None],
+        watch_filter: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._contract = contract
+        self._resources = resources
+        self._informers = informers
+        self.book = book
+        self._recorder = recorder
+        self._metrics = metrics
+        self._wake = wake
+        self._pool_changed = pool_changed
+        self._watch_filter = watch_filter
+        self._clock = clock
+
+    # ---- pool state ----------------------------------------------------------------------------------
+
+    def pool_state(self, pool_key: str, pool: Mapping[str, Any]) -> PoolState:
+        """The book's state for a pool, built from the pool and its IPAddresses on first use."""
+        state = self.book.get(pool_key)
+        if state is not None:
+            return state
+        kind, _, _ = split_pool_key(pool_key)
+        seeded = [
+            (key_of(a), str((a.get("spec") or {}).get("address", "")))
+            for a in self._informers.addresses.by_index(BY_POOL, pool_key)
+        ]
+        state, _ = self.book.upsert(pool_key, kind, pool_spec(pool), seeded)
+        return state
+
+    def freed(self, state: PoolState) -> None:
+        """An address of `state` became free: wake the claims waiting for one, refresh the pool status."""
+        for claim_key in sorted(state.waiting):
+            self._wake(claim_key)
+        self._pool_changed(state.key)
+
+    # ---- the reconcile ----------------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> Result | None:
+        """Reconcile one claim; a write that lost an optimistic-concurrency race is retried quietly."""
+        try:
+            return await self._reconcile(key)
+        except ApiError as exc:
+            if is_conflict(exc):
+                log.debug("claim %s: %s; retrying", key, exc)
+                return Result(requeue=True)
+            raise
+
+    async def _reconcile(self, key: str) -> Result | None:
+        claim = self._informers.claims.get(key)
+        if claim is None:
+            self._drop_reservations(key)
+            return None
+        pool_key = claim_pool_key(claim)
+        if pool_key is None or not passes_watch_filter(claim, self._watch_filter):
+            return None
+        deleting = is_deleting(claim)
+        if not deleting and has_paused_annotation(claim):
+            return None
+        if not self._cluster_allows(claim, deleting):
+            return None
+        if not deleting and CLAIM_FINALIZER not in finalizers_of(claim):
+            claim = await self._set_claim_finalizers(claim, [*finalizers_of(claim), CLAIM_FINALIZER])
+        pool = self._informers.pool(pool_key)
+        if pool is not None and has_paused_annotation(pool):
+            return None
+        if deleting:
+            return await self._release(claim, pool_key, pool)
+        if pool is None:
+            await self._set_ready(
+                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {_describe(pool_key)} not found")
+            )
+            return None
+        return await self._bind(claim, pool_key, pool)
+
+    def _cluster_allows(self, claim: Mapping[str, Any], deleting: bool) -> bool:
+        """Stop for a paused Cluster; a missing Cluster stops live claims (its creation re-triggers them)."""
+        name = claim_cluster_name(claim)
+        if name is None or self._informers.clusters is None:
+            return True
+        cluster = self._informers.clusters.get_object(namespace_of(claim), name)
+        if cluster is None:
+            return deleting
+        return not cluster_is_paused(cluster)
+
+    def _drop_reservations(self, claim_key: str) -> None:
+        for pool_key in list(self.book.keys()):
+            state = self.book.get(pool_key)
+            if state is not None and state.pending(claim_key) is not None and state.abandon(claim_key):
+                self.freed(state)
+            if state is not None:
+                state.waiting.discard(claim_key)
+
+    # ---- binding ----------------------------------------------------------------------------------------
+
+    async def _bind(self, claim: Obj, pool_key: str, pool: Obj) -> Result | None:
+        key = key_of(claim)
+        try:
+            state = self.pool_state(pool_key, pool)
+        except PoolSpecError as exc:
+            await self._set_ready(
+                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {_describe(pool_key)} is invalid: {exc}")
+            )
+            return None
+        existing = self._informers.addresses.get(key)
+        known = state.address_of(key)
+        if existing is None and known is not None:
+            # We created it a moment ago and the cache has not caught up: never reserve a second address.
+            await self._set_ready(claim, _bound(known, pool_key), address_name=name_of(claim))
+            return None
+        if existing is None:
+            started = time.perf_counter()
+            try:
+                grant = state.reserve(key)
+            except PoolExhausted:
+                message = f"pool {_describe(pool_key)} has no free address"
+                if await self._set_ready(claim, c.ReadyState(False, c.POOL_EXHAUSTED, message)):
+                    self._recorder.warning(claim, c.POOL_EXHAUSTED, message)
+                self._metrics.failures.labels(reason=c.POOL_EXHAUSTED).inc()
+                return None
+            self._pool_changed(pool_key)
+            body = self._contract.ip_address(
+                claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
+            )
+            try:
+                created = await self._client.create(self._resources.addresses, body)
+            except ApiError as exc:
+                if is_already_exists(exc):
+                    existing = await self._live_address(claim)
+                    if existing is None:
+                        raise  # deleted in between: retry with backoff
+                    if state.abandon(key):
+                        self.freed(state)
+                else:
+                    return await self._create_failed(claim, state, pool_key, exc)
+            except KubeError as exc:
+                log.warning(
+                    "create of IPAddress %s has an unknown outcome (%s); keeping its reservation", key, exc
+                )
+                raise
+            else:
+                state.confirm(key, key_of(created))
+                self._metrics.allocations.inc()
+                self._metrics.latency.observe(time.perf_counter() - started)
+                self._recorder.normal(
+                    claim,
+                    c.ADDRESS_ALLOCATED,
+                    f"allocated {grant.address}/{grant.prefix} from pool {_describe(pool_key)}",
+                )
+                await self._set_ready(claim, _bound(grant.address, pool_key), address_name=name_of(created))
+                return None
+        return await self._adopt(claim, state, pool_key, pool, existing)
+
+    async def _create_failed(
+        self, claim: Obj, state: PoolState, pool_key: str, exc: ApiError
+    ) -> Result | None:
+        if exc.status not in _DEFINITIVE:
+            log.warning("create of IPAddress %s failed with %s; keeping its reservation", key_of(claim), exc)
+            raise exc
+        if state.abandon(key_of(claim)):
+            self.freed(state)
+        message = f"creating the IPAddress from pool {_describe(pool_key)} failed: {exc.message or exc}"
+        self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
+        if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message)):
+            self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
+        raise exc
+
+    async def _adopt(
+        self, claim: Obj, state: PoolState, pool_key: str, pool: Obj, address: Obj
+    ) -> Result | None:
+        """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
+        if address_pool_key(address) != pool_key:
+            message = (
+                f"IPAddress {key_of(address)} already exists and belongs to another pool; "
+                "delete it or point the claim at its pool"
+            )
+            await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message))
+            return Result(requeue_after=30.0)
+        spec = address.get("spec") or {}
+        state.observe(key_of(address), str(spec.get("address", "")))
+        patch = self._adoption_patch(claim, state, pool, address)
+        if patch is not None:
+            try:
+                address = project(
+                    await self._client.patch(
+                        self._resources.addresses, name_of(address), patch, namespace_of(address)
+                    )
+                )
+            except ApiError as exc:
+                if is_conflict(exc) or is_not_found(exc):
+                    return Result(requeue=True)
+                raise
+        if is_deleting(address):
+            log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
+        ready = _bound(str(spec.get("address", "")), pool_key)
+        await self._set_ready(claim, ready, address_name=name_of(address))
+        return None
+
+    def _adoption_patch(self, claim: Obj, state: PoolState, pool: Obj, address: Obj) -> Obj | None:
+        metadata = address["metadata"]
+        finalizers = finalizers_of(address)
+        owners: list[Obj] = [dict(o) for o in metadata.get("ownerReferences") or []]
+        wanted = c.owner_references(self._contract, claim, state.kind, pool)
+        other_controller = any(
+            o.get("controller") and o.get("uid") != claim["metadata"]["uid"] for o in owners
+        )
+        changed = False
+        for ref in wanted:
+            if not any(o.get("uid") == ref["uid"] for o in owners):
+                owners.append({**ref, "controller": False} if ref["controller"] and other_controller else ref)
+                changed = True
+        patch_meta: Obj = {"resourceVersion": metadata.get("resourceVersion")}
+        if changed:
+            patch_meta["ownerReferences"] = owners
+        if ADDRESS_FINALIZER not in finalizers and not is_deleting(address):
+            patch_meta["finalizers"] = [*finalizers, ADDRESS_FINALIZER]
+            changed = True
+        cluster = (claim["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
+        if cluster and (metadata.get("labels") or {}).get(CLUSTER_NAME_LABEL) != cluster:
+            patch_meta["labels"] = {CLUSTER_NAME_LABEL: cluster}
+            changed = True
+        return {"metadata": patch_meta} if changed else None
+
+    # ---- release ----------------------------------------------------------------------------------------
+
+    async def _release(self, claim: Obj, pool_key: str, pool: Obj | None) -> Result | None:
+        if CLAIM_FINALIZER not in finalizers_of(claim):
+            self._drop_reservations(key_of(claim))
+            return None
+        delay = self._grace_remaining(claim, pool)
+        if delay > 0:
+            return Result(requeue_after=delay)
+        address = self._informers.addresses.get(key_of(claim))
+        state = self.book.get(pool_key)
+        if address is None and (state is None or not state.holds(key_of(claim))):
+            address = await self._live_address(claim)
+        if address is not None:
+            gone = await self._delete_address(address)
+            if gone and state is not None and state.forget(key_of(address)):
+                self.freed(state)
+        if state is not None and state.abandon(key_of(claim)):
+            self.freed(state)
+        await self._set_claim_finalizers(claim, [f for f in finalizers_of(claim) if f != CLAIM_FINALIZER])
+        self._metrics.releases.inc()
+        if address is not None:
+            address_text = (address.get("spec") or {}).get("address", "")
+            self._recorder.normal(
+                claim, "AddressReleased", f"released {address_text} to pool {_describe(pool_key)}"
+            )
+        return None
+
+    def _grace_remaining(self, claim: Obj, pool: Obj | None) -> float:
+        """`addressReuseGracePeriodSeconds`: seconds the address stays held after the claim's deletion."""
+        if pool is None or is_deleting(pool) or decode_pool(pool).kind.family is not PoolFamily.IP:
+            return 0.0
+        spec = pool_spec(pool)
+        grace = spec.reuse_grace_seconds if isinstance(spec, IPPoolSpec) else None
+        if not grace:
+            return 0.0
+        deleted_at = parse_rfc3339(str(claim["metadata"]["deletionTimestamp"]))
+        return max(0.0, grace - (self._clock() - deleted_at))
+
+    async def _delete_address(self, address: Obj) -> bool:
+        """Remove our finalizer and delete; True when the object is gone (not held by other finalizers)."""
+        name, namespace = name_of(address), namespace_of(address)
+        finalizers = finalizers_of(address)
+        try:
+            if ADDRESS_FINALIZER in finalizers:
+                remaining = [f for f in finalizers if f != ADDRESS_FINALIZER]
+                await self._client.patch(
+                    self._resources.addresses,
+                    name,
+                    {"metadata": {"finalizers": remaining or None}},
+                    namespace,
+                )
+            result = await self._client.delete(self._resources.addresses, name, namespace)
+        except ApiError as exc:
+            if is_not_found(exc):
+                return True
+            raise
+        return result.get("kind") == "Status" or not result.get("metadata", {}).get("finalizers")
+
+    async def _live_address(self, claim: Obj) -> Obj | None:
+        try:
+            return project(
+                await self._client.get(self._resources.addresses, name_of(claim), namespace_of(claim))
+            )
+        except ApiError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    # ---- writes to the claim ------------------------------------------------------------------------------
+
+    async def _set_claim_finalizers(self, claim: Obj, finalizers: list[str]) -> Obj:
+        patch = {
+            "metadata": {
+                "finalizers": finalizers or None,
+                "resourceVersion": claim["metadata"]["resourceVersion"],
+            }
+        }
+        try:
+            updated = await self._client.patch(
+                self._resources.claims, name_of(claim), patch, namespace_of(claim)
+            )
+        except ApiError as exc:
+            if is_not_found(exc):
+                return claim
+            raise
+        return project(updated)
+
+    async def _set_ready(self, claim: Obj, state: c.ReadyState, address_name: str | None = None) -> bool:
+        """Write the Ready condition (and addressRef); False when nothing needed writing."""
+        patch = self._contract.status_patch(claim, state, address_name, rfc3339_now())
+        if patch is None:
+            return False
+        try:
+            updated = await self._client.patch(
+                self._resources.claims, name_of(claim), patch, namespace_of(claim), subresource="status"
+            )
+        except ApiError as exc:
+            if is_not_found(exc):
+                return False
+            raise
+        claim.update(project(updated))
+        return True
+
+
+def _bound(address: str, pool_key: str) -> c.ReadyState:
+    return c.ReadyState(
+        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {_describe(pool_key)}"
+    )
+
+
+def _describe(pool_key: str) -> str:
+    kind, namespace, name = split_pool_key(pool_key)
+    return f"{kind.kind} {namespace}/{name}" if namespace else f"{kind.kind} {name}"

@@ -1,0 +1,154 @@
+"""A real control plane with the pool CRDs and a running provider, plus helpers to drive and observe it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+from incluster_ipam.api.constants import GROUP
+from incluster_ipam.api.crds import crds
+from incluster_ipam.devcluster import ControlPlane
+from incluster_ipam.kube import NAMESPACES, KubeClient, Resource
+from incluster_ipam.kube.errors import is_not_found
+from incluster_ipam.provider.manager import Options, Provider
+
+T = TypeVar("T")
+
+CLAIMS = Resource(GROUP, "v1beta2", "ipaddressclaims", "IPAddressClaim", True)
+ADDRESSES = Resource(GROUP, "v1beta2", "ipaddresses", "IPAddress", True)
+CLUSTERS = Resource("cluster.x-k8s.io", "v1beta2", "clusters", "Cluster", True)
+IP_POOLS = Resource(GROUP, "v1alpha2", "inclusterippools", "InClusterIPPool", True)
+GLOBAL_IP_POOLS = Resource(GROUP, "v1alpha2", "globalinclusterippools", "GlobalInClusterIPPool", False)
+PREFIX_POOLS = Resource(GROUP, "v1alpha2", "inclusterprefixpools", "InClusterPrefixPool", True)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], within: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {within} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Harness:
+    plane: ControlPlane
+    client: KubeClient
+    provider: Provider
+
+    async def namespace(self) -> str:
+        name = f"p-{uuid.uuid4().hex[:8]}"
+        await self.client.create(
+            NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+        return name
+
+    async def ip_pool(self, namespace: str | None, name: str, **spec: Any) -> dict[str, Any]:
+        resource = IP_POOLS if namespace else GLOBAL_IP_POOLS
+        body = {
+            "apiVersion": f"{GROUP}/v1alpha2",
+            "kind": resource.kind,
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "spec": spec,
+        }
+        return await self.client.create(resource, body, namespace)
+
+    async def claim(
+        self, namespace: str, name: str, pool: str, kind: str = "InClusterIPPool", **metadata: Any
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/v1beta2",
+            "kind": "IPAddressClaim",
+            "metadata": {"name": name, **metadata},
+            "spec": {"poolRef": {"apiGroup": GROUP, "kind": kind, "name": pool}},
+        }
+        return await self.client.create(CLAIMS, body, namespace)
+
+    async def cluster(self, namespace: str, name: str, *, paused_annotation: bool = False) -> dict[str, Any]:
+        """A Cluster API Cluster (v1beta2 needs a non-empty spec)."""
+        metadata: dict[str, Any] = {"name": name}
+        if paused_annotation:
+            metadata["annotations"] = {"cluster.x-k8s.io/paused": ""}
+        body = {
+            "apiVersion": "cluster.x-k8s.io/v1beta2",
+            "kind": "Cluster",
+            "metadata": metadata,
+            "spec": {"paused": False},
+        }
+        return await self.client.create(CLUSTERS, body, namespace)
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return await self.client.get(resource, name, namespace)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    async def bound_address(self, namespace: str, claim: str, within: float = 20.0) -> str:
+        """Wait until the claim points at its IPAddress; return the address."""
+
+        async def probe() -> str | None:
+            obj = await self.get(CLAIMS, claim, namespace)
+            ref = ((obj or {}).get("status") or {}).get("addressRef", {}).get("name")
+            if not ref:
+                return None
+            address = await self.get(ADDRESSES, ref, namespace)
+            return address["spec"]["address"] if address else None
+
+        return await eventually(probe, within, f"claim {namespace}/{claim} to be bound")
+
+    async def ready_condition(self, namespace: str, claim: str) -> dict[str, Any] | None:
+        obj = await self.get(CLAIMS, claim, namespace)
+        for condition in ((obj or {}).get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Ready":
+                return dict(condition)
+        return None
+
+    async def delete_and_wait(self, resource: Resource, name: str, namespace: str | None) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.delete(resource, name, namespace)
+
+        async def gone() -> bool:
+            return await self.get(resource, name, namespace) is None
+
+        await eventually(gone, 20.0, f"{resource.kind} {namespace}/{name} to be deleted")
+
+
+@pytest.fixture(scope="session")
+async def provider_plane() -> AsyncIterator[ControlPlane]:
+    """A control plane of its own (other suites register webhooks on theirs), with the pool CRDs."""
+    async with ControlPlane(extra_crds=crds("")) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+async def harness(provider_plane: ControlPlane) -> AsyncIterator[Harness]:
+    async with KubeClient.from_kubeconfig(provider_plane.kubeconfig_path) as client:
+        provider = Provider(
+            client,
+            Options(webhook_port=0, health_address="127.0.0.1:0", metrics_address="0", status_interval=0.05),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(provider.run(stop))
+        ready = asyncio.create_task(provider.leading.wait())
+        done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises the provider's start-up error
+        assert ready in done, "provider did not start leading within 60 s"
+        yield Harness(provider_plane, client, provider)
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
