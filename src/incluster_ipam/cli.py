@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .api.crds import crds
 from .devcluster import CURRENT_CAPI, ControlPlane
+from .devcluster.controlplane import free_port
 from .kube import KubeClient
 from .provider.manager import Options, Provider
 from .runtime import install_signal_handlers, setup_logging
+from .webhooks.registration import install_webhooks
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".dev/controlplane"), help="PKI, etcd data and process logs"
     )
     dev.add_argument("--capi-version", default=None, help="Cluster API release whose CRDs to install")
+    dev.add_argument("--no-provider", action="store_true", help="only the control plane, no provider")
+    add_provider_flags(dev)
     return parser
 
 
@@ -97,34 +101,69 @@ async def _run(args: argparse.Namespace) -> int:
         return await Provider(client, provider_options(args)).run(stop)
 
 
-async def _wait_for_stop_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def _dev_cluster(args: argparse.Namespace) -> int:
+    """The main job for a first run: a local control plane, and the provider with its webhooks registered."""
     kubeconfig = args.kubeconfig.resolve()
+    workdir = args.workdir.resolve()
     plane = ControlPlane(
         capi_version=args.capi_version or CURRENT_CAPI,
-        workdir=args.workdir.resolve(),
+        extra_crds=crds(""),
+        workdir=workdir,
         kubeconfig_path=kubeconfig,
     )
+    stop = install_signal_handlers()
     print("starting etcd and kube-apiserver on 127.0.0.1 ...", flush=True)
     async with plane:
-        print(
-            f"control plane ready in {plane.startup_seconds:.1f} s: {plane.server}\n"
-            f"  kubeconfig:  {kubeconfig}\n"
-            f"  logs:        {plane.workdir / 'logs'}\n"
-            f"  try:         kubectl --kubeconfig {kubeconfig} get crd\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        await _wait_for_stop_signal()
-        print("stopping ...", flush=True)
-    return 0
+        print(f"control plane ready in {plane.startup_seconds:.1f} s: {plane.server}", flush=True)
+        if args.no_provider:
+            _print_usage(kubeconfig, workdir, None)
+            await stop.wait()
+            return 0
+        return await _run_dev_provider(args, plane, kubeconfig, workdir, stop)
+
+
+async def _run_dev_provider(
+    args: argparse.Namespace, plane: ControlPlane, kubeconfig: Path, workdir: Path, stop: asyncio.Event
+) -> int:
+    cert_dir = workdir / "webhook"
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    serving = plane.ca.serving(("127.0.0.1", "localhost"))
+    (cert_dir / "tls.crt").write_bytes(serving.cert_pem)
+    (cert_dir / "tls.key").write_bytes(serving.key_pem)
+    options = provider_options(
+        args,
+        webhook_host="127.0.0.1",
+        webhook_port=args.webhook_port or free_port(),
+        webhook_cert_dir=cert_dir,
+    )
+    async with KubeClient.from_kubeconfig(kubeconfig) as client:
+        provider = Provider(client, options)
+        task = asyncio.create_task(provider.run(stop))
+        ready = asyncio.create_task(provider.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        assert provider.webhook_url is not None
+        await install_webhooks(client, provider.webhook_url, plane.ca.cert_pem)
+        _print_usage(kubeconfig, workdir, provider.webhook_url)
+        code = await task
+    print("stopped.", flush=True)
+    return code
+
+
+def _print_usage(kubeconfig: Path, workdir: Path, webhook_url: str | None) -> None:
+    lines = [
+        f"  kubeconfig:  {kubeconfig}",
+        f"  logs:        {workdir / 'logs'} (etcd, kube-apiserver)",
+    ]
+    if webhook_url:
+        lines.append(f"  provider:    running here (webhooks at {webhook_url}); its log follows below")
+        lines.append(f"  try:         kubectl --kubeconfig {kubeconfig} apply -f config/samples/")
+        resources = "inclusterippools,globalinclusterippools,ipaddressclaims,ipaddresses"
+        lines.append(f"               kubectl --kubeconfig {kubeconfig} get -A {resources}")
+    else:
+        lines.append(f"  try:         kubectl --kubeconfig {kubeconfig} get crd")
+    print("\n".join([*lines, "Press Ctrl-C to stop."]), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
