@@ -54,6 +54,12 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--leader-election-namespace", default=None, help="namespace of the Lease (default: own)"
     )
+    parser.add_argument("--leader-elect-lease-duration", type=float, default=15.0, help="seconds")
+    parser.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, help="seconds")
+    parser.add_argument("--leader-elect-retry-period", type=float, default=2.0, help="seconds")
+    parser.add_argument(
+        "--leader-elect-identity", default=None, help="this replica's name (default: host_uuid)"
+    )
     parser.add_argument("--namespace", default=None, help="only watch this namespace (default: all)")
     parser.add_argument(
         "--watch-filter", default=None, help="only claims labelled cluster.x-k8s.io/watch-filter=<value>"
@@ -82,6 +88,10 @@ def provider_options(args: argparse.Namespace, **overrides: Any) -> Options:
         "watch_filter": args.watch_filter,
         "leader_elect": args.leader_elect,
         "leader_election_namespace": args.leader_election_namespace,
+        "lease_duration": args.leader_elect_lease_duration,
+        "renew_deadline": args.leader_elect_renew_deadline,
+        "retry_period": args.leader_elect_retry_period,
+        "identity": args.leader_elect_identity,
         "webhook_host": args.webhook_host,
         "webhook_port": args.webhook_port,
         "webhook_cert_dir": args.webhook_cert_dir,
