@@ -15,7 +15,7 @@ import pytest
 from incluster_ipam.api.constants import GROUP
 from incluster_ipam.api.crds import crds
 from incluster_ipam.devcluster import ControlPlane
-from incluster_ipam.kube import NAMESPACES, KubeClient, Resource
+from incluster_ipam.kube import EVENTS, NAMESPACES, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider.manager import Options, Provider
 
@@ -117,6 +117,11 @@ class Harness:
             if condition["type"] == "Ready":
                 return dict(condition)
         return None
+
+    async def events_for(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        """(type, reason) of the Events recorded about one object."""
+        listed = await self.client.list(EVENTS, namespace, field_selector=f"involvedObject.name={name}")
+        return [(e["type"], e["reason"]) for e in listed.items]
 
     async def delete_and_wait(self, resource: Resource, name: str, namespace: str | None) -> None:
         with contextlib.suppress(Exception):
