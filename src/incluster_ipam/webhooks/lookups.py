@@ -1,14 +1,27 @@
-"""What the webhooks need to know about the cluster, as small protocols the caller injects.
+"""What the webhooks need to know about the cluster, as small protocols the caller injects, and the
+informer-backed implementation the provider uses.
 
-The controllers answer them from their informer caches; tests pass in-memory fakes.
+The controllers answer them from their informer caches (`InformerLookups`, or `start_lookups` for a
+stand-alone webhook server); tests pass in-memory fakes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from incluster_ipam.api.models import AllocatedAddress, Pool
+from incluster_ipam.api.constants import GROUP, POOL_KINDS, V1ALPHA2, pool_kind
+from incluster_ipam.api.models import AllocatedAddress, DecodeError, Pool, decode_pool
+from incluster_ipam.kube import KubeClient, Resource
+from incluster_ipam.provider.objects import BY_POOL, index_by_pool_of_address, pool_key, project
+from incluster_ipam.runtime import Informer
+
+log = logging.getLogger(__name__)
+
+#: IPAM contract versions of IPAddress, newest first (spec §10.1).
+ADDRESS_VERSIONS = ("v1beta2", "v1beta1")
 
 
 class AddressLookup(Protocol):
@@ -28,3 +41,114 @@ class PoolLookup(Protocol):
     """
 
     async def __call__(self, namespace: str | None) -> Sequence[Pool]: ...
+
+
+def allocated_address(obj: Mapping[str, Any]) -> AllocatedAddress:
+    """The parts of an IPAddress (any contract version) the webhooks use; odd values become ""/None."""
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    address = spec.get("address")
+    prefix = spec.get("prefix")
+    return AllocatedAddress(
+        name=str(metadata.get("name") or ""),
+        namespace=str(metadata.get("namespace") or ""),
+        address=address if isinstance(address, str) else "",
+        prefix=prefix if isinstance(prefix, int) and not isinstance(prefix, bool) else None,
+    )
+
+
+class InformerLookups:
+    """Both lookups, answered from informer caches (no API calls while admitting).
+
+    ``addresses`` is an IPAddress informer with the `incluster_ipam.provider.objects.BY_POOL` index
+    (`index_by_pool_of_address`); ``pools`` maps pool kind names (``"InClusterIPPool"``, ...) to v1alpha2 pool
+    informers. A kind without an informer has no pools. Pass the bound methods `addresses` and `pools` to
+    `WebhookServer`.
+    """
+
+    def __init__(self, addresses: Informer, pools: Mapping[str, Informer]) -> None:
+        self.address_informer = addresses
+        self.pool_informers = dict(pools)
+
+    async def addresses(self, kind: str, namespace: str | None, name: str) -> Sequence[AllocatedAddress]:
+        """IPAddresses referencing the pool (the informer's view: objects being deleted still count)."""
+        found = pool_kind(kind)
+        if found is None:
+            return []
+        key = pool_key(found, namespace or "", name)
+        return [allocated_address(obj) for obj in self.address_informer.by_index(BY_POOL, key)]
+
+    async def pools(self, namespace: str | None) -> Sequence[Pool]:
+        """Global pools plus the namespaced pools of ``namespace`` (every pool when it is None)."""
+        out: list[Pool] = []
+        for kind_name, informer in self.pool_informers.items():
+            kind = pool_kind(kind_name)
+            if kind is None:
+                continue
+            for obj in informer.list():
+                own_namespace = (obj.get("metadata") or {}).get("namespace")
+                if namespace is not None and kind.namespaced and own_namespace != namespace:
+                    continue
+                try:
+                    out.append(decode_pool(obj, kind))
+                except DecodeError as exc:  # stored but undecodable: it cannot overlap anything we can tell
+                    log.debug("skipping undecodable %s: %s", kind_name, exc)
+        return out
+
+
+async def address_resource(client: KubeClient) -> Resource:
+    """IPAddress in the newest IPAM contract version the cluster serves (v1beta2, else v1beta1)."""
+    served = await client.server_versions(GROUP, "ipaddresses")
+    for version in ADDRESS_VERSIONS:
+        if version in served:
+            return Resource(GROUP, version, "ipaddresses", "IPAddress", namespaced=True)
+    raise LookupError(
+        f"the cluster serves no {GROUP} IPAddress in {' or '.join(ADDRESS_VERSIONS)} "
+        f"(served: {sorted(served) or 'none'}); install Cluster API >= 1.6 first"
+    )
+
+
+def pool_resources() -> dict[str, Resource]:
+    """The four pool kinds at v1alpha2 (the storage version: listing them needs no conversion)."""
+    return {k.kind: Resource(GROUP, V1ALPHA2, k.plural, k.kind, k.namespaced) for k in POOL_KINDS}
+
+
+async def start_lookups(
+    client: KubeClient, *, namespace: str | None = None, sync_seconds: float = 60.0
+) -> tuple[InformerLookups, Callable[[], Awaitable[None]]]:
+    """Start the informers behind `InformerLookups` and wait until they have synced.
+
+    For a webhook server running without the provider's controllers (the provider shares its own informers
+    instead). ``namespace`` restricts the namespaced kinds, like the provider's ``--namespace``. Returns the
+    lookups and an async ``stop`` that ends the informers; on failure (e.g. no sync within ``sync_seconds``
+    seconds: `TimeoutError`) everything started is stopped again.
+    """
+    addresses = Informer.for_resource(
+        client,
+        await address_resource(client),
+        namespace=namespace,
+        projection=project,
+        indexers={BY_POOL: index_by_pool_of_address},
+    )
+    pools: dict[str, Informer] = {}
+    for kind, resource in pool_resources().items():
+        if V1ALPHA2 not in await client.server_versions(GROUP, resource.plural):
+            log.warning("%s is not installed; the webhooks see no pools of that kind", kind)
+            continue
+        pools[kind] = Informer.for_resource(
+            client, resource, namespace=namespace if resource.namespaced else None, projection=project
+        )
+    informers = [addresses, *pools.values()]
+
+    async def stop() -> None:
+        await asyncio.gather(*(informer.stop() for informer in informers))
+
+    for informer in informers:
+        informer.start()
+    try:
+        async with asyncio.timeout(sync_seconds):
+            await asyncio.gather(*(informer.wait_synced() for informer in informers))
+    except BaseException:
+        await stop()
+        raise
+    return InformerLookups(addresses, pools), stop
