@@ -11,6 +11,7 @@ from typing import Any
 
 from . import __version__
 from .api.crds import crds
+from .audit import command as audit_command
 from .devcluster import CURRENT_CAPI, ControlPlane
 from .devcluster.controlplane import free_port
 from .kube import KubeClient
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--capi-version", default=None, help="Cluster API release whose CRDs to install")
     dev.add_argument("--no-provider", action="store_true", help="only the control plane, no provider")
     add_provider_flags(dev)
+
+    audit = commands.add_parser(
+        "audit",
+        help="report duplicate, orphaned and out-of-range addresses and unbound claims; exit 1 if any",
+    )
+    audit_command.add_arguments(audit)
     return parser
 
 
@@ -185,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     if args.command == "dev-cluster":
         return asyncio.run(_dev_cluster(args))
+    if args.command == "audit":
+        return asyncio.run(audit_command.run(args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

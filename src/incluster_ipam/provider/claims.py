@@ -106,7 +106,7 @@ class ClaimReconciler:
     ) -> None:
         self._client = client
         self._contract = contract
-        self._resources = resources
+        self.resources = resources
         self._informers = informers
         self.book = book
         self._recorder = recorder
@@ -226,7 +226,7 @@ class ClaimReconciler:
                 claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
             )
             try:
-                created = await self._client.create(self._resources.addresses, body)
+                created = await self._client.create(self.resources.addresses, body)
             except ApiError as exc:
                 if is_already_exists(exc):
                     existing = await self._live_address(claim)
@@ -286,7 +286,7 @@ class ClaimReconciler:
             try:
                 address = project(
                     await self._client.patch(
-                        self._resources.addresses, name_of(address), patch, namespace_of(address)
+                        self.resources.addresses, name_of(address), patch, namespace_of(address)
                     )
                 )
             except ApiError as exc:
@@ -371,12 +371,12 @@ class ClaimReconciler:
             if ADDRESS_FINALIZER in finalizers:
                 remaining = [f for f in finalizers if f != ADDRESS_FINALIZER]
                 await self._client.patch(
-                    self._resources.addresses,
+                    self.resources.addresses,
                     name,
                     {"metadata": {"finalizers": remaining or None}},
                     namespace,
                 )
-            result = await self._client.delete(self._resources.addresses, name, namespace)
+            result = await self._client.delete(self.resources.addresses, name, namespace)
         except ApiError as exc:
             if is_not_found(exc):
                 return True
@@ -386,7 +386,7 @@ class ClaimReconciler:
     async def _live_address(self, claim: Obj) -> Obj | None:
         try:
             return project(
-                await self._client.get(self._resources.addresses, name_of(claim), namespace_of(claim))
+                await self._client.get(self.resources.addresses, name_of(claim), namespace_of(claim))
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -404,7 +404,7 @@ class ClaimReconciler:
         }
         try:
             updated = await self._client.patch(
-                self._resources.claims, name_of(claim), patch, namespace_of(claim)
+                self.resources.claims, name_of(claim), patch, namespace_of(claim)
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -419,7 +419,7 @@ class ClaimReconciler:
             return False
         try:
             updated = await self._client.patch(
-                self._resources.claims, name_of(claim), patch, namespace_of(claim), subresource="status"
+                self.resources.claims, name_of(claim), patch, namespace_of(claim), subresource="status"
             )
         except ApiError as exc:
             if is_not_found(exc):

@@ -253,12 +253,13 @@ class Provider:
         assert new is not None
         self._pool_changed(pool_key)
         try:
-            if pool_key in self.book:
-                state, room = self.book.upsert(pool_key, self.book.get(pool_key).kind, pool_spec(new))  # type: ignore[union-attr]
+            known = self.book.get(pool_key)
+            if known is None:
+                self.reconciler.pool_state(pool_key, new)
+            else:
+                state, room = self.book.upsert(pool_key, known.kind, pool_spec(new))
                 if room:
                     self.reconciler.freed(state)
-            else:
-                self.reconciler.pool_state(pool_key, new)
         except PoolSpecError as exc:
             log.warning("pool %s: %s", pool_key, exc)
         unpaused = old is not None and has_paused_annotation(old) and not has_paused_annotation(new)
@@ -285,7 +286,7 @@ class Provider:
         assert self.informers is not None
         assert self.reconciler is not None
         assert self.status is not None
-        fresh = await self.client.list(self.reconciler._resources.addresses, self.options.namespace)
+        fresh = await self.client.list(self.reconciler.resources.addresses, self.options.namespace)
         self.book = self.reconciler.book = PoolBook()
         for informer in self.informers.pools.values():
             for pool in informer.list():
