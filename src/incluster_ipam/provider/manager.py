@@ -83,6 +83,7 @@ class Options:
     health_address: str = ":8081"
     metrics_address: str = ":8080"
     workers: int = 32
+    resync_seconds: float = 600.0
     status_interval: float = 0.25
 
 
@@ -162,8 +163,11 @@ class Provider:
 
     def _build(self, resources: Resources, cluster: Resource | None, pools: list[Resource]) -> None:
         assert self.contract is not None
+        # A periodic resync re-queues every claim: a safety net for anything an event could not carry.
         claims = self._informer(
-            resources.claims, indexers={BY_POOL: index_by_pool_of_claim, BY_CLUSTER: index_by_cluster}
+            resources.claims,
+            indexers={BY_POOL: index_by_pool_of_claim, BY_CLUSTER: index_by_cluster},
+            resync_period=self.options.resync_seconds,
         )
         addresses = self._informer(resources.addresses, indexers={BY_POOL: index_by_pool_of_address})
         clusters = self._informer(cluster) if cluster else None
