@@ -1,6 +1,8 @@
 # The two entry points; both install everything they need on a fresh machine.
-.PHONY: run test
+.PHONY: run test release
 run:  ## local control plane (+ provider, later) ready for kubectl apply; Ctrl-C stops it
 	@bash hack/run.sh
 test: ## the whole test suite: static checks, unit, property and integration tests
 	@bash hack/test.sh
+release: ## out/ipam-components.yaml and out/metadata.yaml (clusterctl release artifacts)
+	@bash hack/bootstrap.sh --python-only && .venv/bin/python hack/release.py

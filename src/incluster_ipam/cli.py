@@ -15,6 +15,7 @@ from .audit import command as audit_command
 from .devcluster import CURRENT_CAPI, ControlPlane
 from .devcluster.controlplane import free_port
 from .kube import KubeClient
+from .provider.diagnostics import TLS_VERSIONS
 from .provider.manager import Options, Provider
 from .runtime import install_signal_handlers, setup_logging
 from .webhooks.registration import install_webhooks
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--capi-version", default=None, help="Cluster API release whose CRDs to install")
     dev.add_argument("--no-provider", action="store_true", help="only the control plane, no provider")
     add_provider_flags(dev)
+    # Local development: plain metrics on :8080, no authenticated diagnostics endpoint.
+    dev.set_defaults(metrics_bind_address=":8080", diagnostics_address="0")
 
     audit = commands.add_parser(
         "audit",
@@ -83,7 +86,31 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--health-probe-bind-address", default=":8081", help="/healthz and /readyz; 0 disables"
     )
-    parser.add_argument("--metrics-bind-address", default=":8080", help="Prometheus /metrics; 0 disables")
+    parser.add_argument(
+        "--metrics-bind-address", default="0", help="plain-HTTP /metrics without auth (development); 0 disables"
+    )
+    parser.add_argument(
+        "--diagnostics-address",
+        default=":8443",
+        help="/metrics over HTTPS for callers the apiserver authenticates and authorizes; 0 disables",
+    )
+    parser.add_argument(
+        "--insecure-diagnostics",
+        action="store_true",
+        help="serve --diagnostics-address over plain HTTP without authentication or authorization",
+    )
+    parser.add_argument(
+        "--diagnostics-cert-dir",
+        type=Path,
+        default=None,
+        help="tls.crt and tls.key of the diagnostics server, reloaded on change (default: self-signed)",
+    )
+    parser.add_argument(
+        "--tls-min-version",
+        default="VersionTLS12",
+        choices=list(TLS_VERSIONS),
+        help="minimum TLS version of the webhook and diagnostics servers",
+    )
     parser.add_argument("--workers", type=int, default=32, help="claims reconciled concurrently")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -106,6 +133,10 @@ def provider_options(args: argparse.Namespace, **overrides: Any) -> Options:
         "webhook_key_name": args.webhook_key_name,
         "health_address": args.health_probe_bind_address,
         "metrics_address": args.metrics_bind_address,
+        "diagnostics_address": args.diagnostics_address,
+        "insecure_diagnostics": args.insecure_diagnostics,
+        "diagnostics_cert_dir": args.diagnostics_cert_dir,
+        "tls_min_version": args.tls_min_version,
         "workers": args.workers,
     }
     fields.update(overrides)

@@ -30,11 +30,13 @@ from incluster_ipam.runtime import (
 )
 from incluster_ipam.runtime.informer import Handler
 from incluster_ipam.webhooks import WebhookServer
+from incluster_ipam.webhooks.certwatch import DEFAULT_INTERVAL, CertWatcher
 from incluster_ipam.webhooks.lookups import InformerLookups
 
 from .book import PoolBook, PoolSpecError
 from .claims import ClaimReconciler, Informers, Resources, pool_spec
 from .contract import Contract, choose_contract
+from .diagnostics import DiagnosticsServer, KubeAuthorizer, tls_version
 from .metrics import Metrics
 from .objects import (
     BY_CLUSTER,
@@ -82,6 +84,13 @@ class Options:
     webhook_key_name: str = "tls.key"
     health_address: str = ":8081"
     metrics_address: str = ":8080"
+    # Secure /metrics (provider/diagnostics.py). Off by default here (the command line defaults to ":8443")
+    # so that tests and extra replicas in one process need no port.
+    diagnostics_address: str = "0"
+    insecure_diagnostics: bool = False
+    diagnostics_cert_dir: Path | None = None  # tls.crt/tls.key; None: a self-signed certificate
+    tls_min_version: str = "VersionTLS12"  # webhook and diagnostics servers
+    cert_poll_interval: float = DEFAULT_INTERVAL  # seconds between looks at the certificate files
     workers: int = 32
     resync_seconds: float = 600.0
     status_interval: float = 0.25
@@ -122,6 +131,7 @@ class Provider:
         self.reconciler: ClaimReconciler | None = None
         self.status: PoolStatusWriter | None = None
         self.webhook_url: str | None = None
+        self.diagnostics_url: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._recorder = EventRecorder(client, COMPONENT)
 
@@ -237,6 +247,8 @@ class Provider:
             self.queue.add(key_of(obj))  # a live claim of that name gets a new address
         elif state is not None and new is not None:
             state.observe(key_of(new), str((new.get("spec") or {}).get("address", "")))
+            if self.informers is not None and self.informers.claims.get(key_of(new)) is None:
+                self.queue.add(key_of(new))  # its claim is gone: the reconcile deletes it if it is ours
         if pool_key is not None:
             self._pool_changed(pool_key)
 
@@ -313,6 +325,9 @@ class Provider:
         for claim in self.informers.claims.list():
             if claim_pool_key(claim) is not None:
                 self.queue.add(key_of(claim))
+        for item in fresh.items:  # IPAddresses whose claim vanished (e.g. while no leader ran)
+            if self.informers.claims.get(key_of(item)) is None:
+                self.queue.add(key_of(item))
         log.info("leading: %d pools, %d claims queued", len(self.book.keys()), len(self.queue))
         self._tasks.append(asyncio.create_task(self.status.run(), name="pool-status"))
         self._tasks.append(
@@ -335,15 +350,16 @@ class Provider:
             )
 
         async def metrics(_: web.Request) -> web.Response:
-            self.metrics.queue_depth.set(len(self.queue))
-            return web.Response(
-                body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            return web.Response(body=self._render_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         return app
+
+    def _render_metrics(self) -> bytes:
+        self.metrics.queue_depth.set(len(self.queue))
+        return generate_latest(self.metrics.registry)
 
     async def _serve(self, stack: contextlib.AsyncExitStack) -> None:
         app = await self._health_app()
@@ -359,6 +375,34 @@ class Provider:
             await web.TCPSite(runner, parsed[0], parsed[1]).start()
         if self.options.webhook_port:
             await self._serve_webhooks(stack)
+        await self._serve_diagnostics(stack)
+
+    async def _serve_diagnostics(self, stack: contextlib.AsyncExitStack) -> None:
+        parsed = split_address(self.options.diagnostics_address)
+        if parsed is None:
+            return
+        insecure = self.options.insecure_diagnostics
+        cert_dir = self.options.diagnostics_cert_dir
+        server = DiagnosticsServer(
+            parsed[0],
+            parsed[1],
+            self._render_metrics,
+            authorizer=None if insecure else KubeAuthorizer(self.client),
+            insecure=insecure,
+            cert_file=cert_dir / "tls.crt" if cert_dir else None,
+            key_file=cert_dir / "tls.key" if cert_dir else None,
+            min_tls_version=tls_version(self.options.tls_min_version),
+        )
+        await stack.enter_async_context(server)
+        self.diagnostics_url = server.url
+        if server.watched_files is not None:
+            watcher = CertWatcher(
+                *server.watched_files,
+                server.reload_certificates,
+                interval=self.options.cert_poll_interval,
+                name="diagnostics certificate",
+            )
+            await stack.enter_async_context(watcher)
 
     async def _serve_webhooks(self, stack: contextlib.AsyncExitStack) -> None:
         assert self.informers is not None
@@ -371,8 +415,17 @@ class Provider:
             str(cert_dir / self.options.webhook_key_name),
             addresses=lookups.addresses,
             pools=lookups.pools,
+            min_tls_version=tls_version(self.options.tls_min_version),
         )
         await stack.enter_async_context(server)
+        watcher = CertWatcher(
+            server.cert_file,
+            server.key_file,
+            server.reload_certificates,
+            interval=self.options.cert_poll_interval,
+            name="webhook certificate",
+        )
+        await stack.enter_async_context(watcher)
         self.webhook_url = server.url
         log.info("webhooks served at %s", server.url)
 

@@ -87,10 +87,12 @@ def build_app(
     return app
 
 
-def server_ssl_context(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
-    """Server-side TLS context, TLS 1.2 or newer, with the given PEM certificate chain and key."""
+def server_ssl_context(
+    cert_file: str | Path, key_file: str | Path, min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+) -> ssl.SSLContext:
+    """Server-side TLS context (TLS 1.2 or newer by default) with the given PEM certificate chain and key."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = min_version
     context.load_cert_chain(str(cert_file), str(key_file))
     return context
 
@@ -108,6 +110,7 @@ class WebhookServer:
         addresses: AddressLookup,
         pools: PoolLookup | None = None,
         lookup_timeout: float = 5.0,
+        min_tls_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     ) -> None:
         self.host = host
         self.port = port
@@ -116,6 +119,7 @@ class WebhookServer:
         self._app = build_app(addresses, pools, lookup_timeout=lookup_timeout)
         self._runner: web.AppRunner | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._min_tls = min_tls_version
 
     @property
     def url(self) -> str:
@@ -126,7 +130,7 @@ class WebhookServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("webhook server already started")
-        self._ssl = server_ssl_context(self.cert_file, self.key_file)
+        self._ssl = server_ssl_context(self.cert_file, self.key_file, self._min_tls)
         runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
@@ -143,6 +147,7 @@ class WebhookServer:
         """Load the certificate and key files again; new TLS handshakes use them."""
         if self._ssl is None:
             raise RuntimeError("webhook server not started")
+        server_ssl_context(self.cert_file, self.key_file)  # a pair that does not load leaves the old one
         self._ssl.load_cert_chain(str(self.cert_file), str(self.key_file))
 
     async def stop(self) -> None:

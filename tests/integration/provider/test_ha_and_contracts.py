@@ -60,6 +60,7 @@ async def test_two_replicas_one_leader_failover_without_duplicates(
             "--webhook-port=0",
             "--health-probe-bind-address=0",
             f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+            "--diagnostics-address=0",
         ]
         proc = ManagedProcess(name, argv, tmp_path / f"{name}.log", env={"PYTHONUNBUFFERED": "1"})
         await proc.start()
