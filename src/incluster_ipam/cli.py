@@ -87,7 +87,7 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         "--health-probe-bind-address", default=":8081", help="/healthz and /readyz; 0 disables"
     )
     parser.add_argument(
-        "--metrics-bind-address", default="0", help="plain-HTTP /metrics without auth (development); 0 disables"
+        "--metrics-bind-address", default="0", help="plain-HTTP /metrics, no auth (development); 0 disables"
     )
     parser.add_argument(
         "--diagnostics-address",
