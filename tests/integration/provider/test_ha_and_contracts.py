@@ -74,6 +74,16 @@ async def test_two_replicas_one_leader_failover_without_duplicates(
                 return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
 
             leader = await eventually(holder, 60, "a leader to be elected")
+
+            async def serving(port: int) -> bool:
+                try:
+                    await allocations(port)
+                except aiohttp.ClientError:
+                    return False
+                return True
+
+            for name, (_, port) in replicas.items():  # a loaded machine may start the standby slowly
+                await eventually(lambda port=port: serving(port), 60, f"{name} to serve metrics")
             standby = next(name for name in replicas if name != leader)
             ns = await h.namespace()
             await h.ip_pool(ns, "pool", addresses=["10.30.0.0/24"], prefix=24)
