@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,6 +18,8 @@ from incluster_ipam.kube import EVENTS, NAMESPACES, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider.manager import Options, Provider
 
+from ..support import eventually
+
 T = TypeVar("T")
 
 CLAIMS = Resource(GROUP, "v1beta2", "ipaddressclaims", "IPAddressClaim", True)
@@ -27,20 +28,6 @@ CLUSTERS = Resource("cluster.x-k8s.io", "v1beta2", "clusters", "Cluster", True)
 IP_POOLS = Resource(GROUP, "v1alpha2", "inclusterippools", "InClusterIPPool", True)
 GLOBAL_IP_POOLS = Resource(GROUP, "v1alpha2", "globalinclusterippools", "GlobalInClusterIPPool", False)
 PREFIX_POOLS = Resource(GROUP, "v1alpha2", "inclusterprefixpools", "InClusterPrefixPool", True)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], within: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -11,9 +11,7 @@ Requests go over raw HTTP as the admin (`ControlPlane.session`): the tests need 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +33,8 @@ from incluster_ipam.kube import NAMESPACES, KubeClient, Resource
 from incluster_ipam.webhooks import WebhookServer
 from incluster_ipam.webhooks.lookups import InformerLookups, start_lookups
 from incluster_ipam.webhooks.registration import install_webhooks, uninstall_webhooks
+
+from ..support import eventually
 
 T = TypeVar("T")
 
@@ -123,18 +123,6 @@ class Api:
         return await self.call("DELETE", pool_path(kind, "v1alpha2", namespace, name))
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 20.0) -> T:
-    """Poll `probe` until it returns something truthy."""
-    deadline = time.monotonic() + seconds
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what} (last: {last!r})")
-
-
 @dataclass
 class Webhooks:
     """The running, registered webhook server and what the tests use to drive it."""
@@ -161,7 +149,7 @@ class Webhooks:
         async def seen() -> bool:
             return len(await self.lookups.addresses(kind.kind, namespace, pool)) == count
 
-        await eventually(seen, f"{count} IPAddresses of {kind.kind} {pool} in the informer", 10.0)
+        await eventually(seen, 10.0, f"{count} IPAddresses of {kind.kind} {pool} in the informer")
 
     async def ip_address(
         self, namespace: str, name: str, address: str, *, kind: PoolKind, pool: str, prefix: int = 24

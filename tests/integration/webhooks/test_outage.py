@@ -45,6 +45,6 @@ async def test_pool_writes_fail_closed_while_the_server_is_down(hooks: Webhooks,
         answer = await hooks.api.create(pool_body(KIND, "after-outage", SPEC, namespace=namespace))
         return answer if answer.status == 201 else None
 
-    await eventually(created, "a pool create after the server came back", seconds=10.0)
+    await eventually(created, 10.0, "a pool create after the server came back")
     answer = await hooks.api.get(KIND, "existing", namespace, version="v1alpha1")
     assert (answer.status, answer.body["spec"]) == (200, SPEC)
