@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from incluster_ipam.api.constants import GROUP, POOL_KINDS
+from incluster_ipam.api.constants import CLAIM_FINALIZER, GROUP, POOL_KINDS
 from incluster_ipam.kube import DELETED, EventRecorder, KubeClient, Resource
 from incluster_ipam.runtime import (
     SYNC,
@@ -104,14 +104,18 @@ def split_address(address: str) -> tuple[str, int] | None:
     return (host or "0.0.0.0", int(port))
 
 
-def _only_status_changed(old: Obj | None, new: Obj | None) -> bool:
-    """A claim update that changed nothing the reconcile reads outside status (our own status writes)."""
+def _only_our_writes(old: Obj | None, new: Obj | None) -> bool:
+    """A claim update that only echoes our own writes (status, or our finalizer being added): the reconcile
+    that made it already did the rest, and re-running it on a stale copy only earns 409 Conflicts."""
     if old is None or new is None:
         return False
-    keys = ("generation", "finalizers", "deletionTimestamp", "labels", "annotations")
-    return all(old["metadata"].get(k) == new["metadata"].get(k) for k in keys) and old.get("spec") == new.get(
+    keys = ("generation", "deletionTimestamp", "labels", "annotations")
+    if not all(old["metadata"].get(k) == new["metadata"].get(k) for k in keys) or old.get("spec") != new.get(
         "spec"
-    )
+    ):
+        return False
+    before, after = old["metadata"].get("finalizers") or [], new["metadata"].get("finalizers") or []
+    return after == before or (CLAIM_FINALIZER not in before and after == [*before, CLAIM_FINALIZER])
 
 
 class Provider:
@@ -231,7 +235,7 @@ class Provider:
         assert obj is not None
         if claim_pool_key(obj) is None or not passes_watch_filter(obj, self.options.watch_filter):
             return
-        if event not in (DELETED, SYNC) and _only_status_changed(old, new):
+        if event not in (DELETED, SYNC) and _only_our_writes(old, new):
             return
         self.queue.add(key_of(obj))
 
@@ -302,7 +306,13 @@ class Provider:
         assert self.informers is not None
         assert self.reconciler is not None
         assert self.status is not None
-        fresh = await self.client.list(self.reconciler.resources.addresses, self.options.namespace)
+        if self.options.leader_elect:
+            # A previous leader may have written moments ago: read what etcd has, not what the cache has seen.
+            fresh = (
+                await self.client.list(self.reconciler.resources.addresses, self.options.namespace)
+            ).items
+        else:
+            fresh = self.informers.addresses.list()  # no other writer: the synced cache is the truth
         self.book = self.reconciler.book = PoolBook()
         for informer in self.informers.pools.values():
             for pool in informer.list():
@@ -314,7 +324,7 @@ class Provider:
                 except PoolSpecError as exc:
                     log.warning("pool %s: %s", key, exc)
                 self._pool_changed(key)
-        for item in fresh.items:
+        for item in fresh:
             address = project(item)
             pool_key = address_pool_key(address)
             state = self.book.get(pool_key) if pool_key else None
@@ -325,7 +335,7 @@ class Provider:
         for claim in self.informers.claims.list():
             if claim_pool_key(claim) is not None:
                 self.queue.add(key_of(claim))
-        for item in fresh.items:  # IPAddresses whose claim vanished (e.g. while no leader ran)
+        for item in fresh:  # IPAddresses whose claim vanished (e.g. while no leader ran)
             if self.informers.claims.get(key_of(item)) is None:
                 self.queue.add(key_of(item))
         log.info("leading: %d pools, %d claims queued", len(self.book.keys()), len(self.queue))
