@@ -60,6 +60,9 @@ class PoolState:
         self._holders: dict[int, _Holders] = {}
         self._address_values: dict[str, int] = {}  # IPAddress key -> value
         self._pending: dict[str, int] = {}  # claim key -> value
+        # IPAddress key -> (family, value) of an address of the other family, None when unparsable: never
+        # allocatable here, but counted in the status (§5.7: out of range; prefix pools count every object).
+        self._others: dict[str, tuple[int, int] | None] = {}
         self.waiting: set[str] = set()  # claim keys waiting for room
         self._allocator: Allocator | None = None
         self._prefix: prefix_pool.PrefixPool | None = None
@@ -154,8 +157,14 @@ class PoolState:
         return True
 
     def observe(self, address_key: str, address: str) -> None:
-        """An IPAddress object exists that holds `address` (idempotent; unparsable addresses are ignored)."""
+        """An IPAddress object exists that holds `address` (idempotent). An address of the other family or
+        an unparsable one holds nothing allocatable; it is only counted (`counts`)."""
         value = self._parse(address)
+        if value is None:
+            self.forget(address_key)
+            self._others[address_key] = _other(address)
+            return
+        self._others.pop(address_key, None)
         previous = self._address_values.get(address_key)
         if previous == value:
             return
@@ -169,6 +178,7 @@ class PoolState:
 
     def forget(self, address_key: str) -> bool:
         """The IPAddress object is gone; True when its address became free."""
+        self._others.pop(address_key, None)
         value = self._address_values.pop(address_key, None)
         if value is None:
             return False
@@ -253,9 +263,15 @@ class PoolState:
 
     def counts(self) -> PoolCounts:
         if self._allocator is not None:
-            return self._allocator.counts()
-        assert self._prefix is not None
-        return self._prefix.counts([(value, self.prefix_length) for value in self._holders])
+            counts = self._allocator.counts()
+            foreign = len({other for other in self._others.values() if other is not None})
+        else:
+            assert self._prefix is not None
+            counts = self._prefix.counts([(value, self.prefix_length) for value in self._holders])
+            foreign = len(self._others)
+        if not foreign:
+            return counts
+        return PoolCounts(counts.total, counts.used + foreign, counts.free, counts.out_of_range + foreign)
 
     def shared_addresses(self) -> dict[str, set[str]]:
         """Addresses held by more than one IPAddress object (duplicates planted from outside)."""
@@ -264,6 +280,14 @@ class PoolState:
             for value, h in self._holders.items()
             if len(h.addresses) > 1
         }
+
+
+def _other(address: str) -> tuple[int, int] | None:
+    try:
+        parsed = parse_address(address)
+    except AddressError:
+        return None
+    return parsed.version, int(parsed)
 
 
 class PoolBook:

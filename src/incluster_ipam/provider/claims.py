@@ -153,7 +153,7 @@ class ClaimReconciler:
         claim = self._informers.claims.get(key)
         if claim is None:
             self._drop_reservations(key)
-            return None
+            return await self._release_orphan(key)
         pool_key = claim_pool_key(claim)
         if pool_key is None or not passes_watch_filter(claim, self._watch_filter):
             return None
@@ -164,6 +164,8 @@ class ClaimReconciler:
             return None
         if not deleting and CLAIM_FINALIZER not in finalizers_of(claim):
             claim = await self._set_claim_finalizers(claim, [*finalizers_of(claim), CLAIM_FINALIZER])
+            if CLAIM_FINALIZER not in finalizers_of(claim):
+                return None  # the claim vanished (404) before it was ours: allocating would leave an orphan
         pool = self._informers.pool(pool_key)
         if pool is not None and has_paused_annotation(pool):
             return None
@@ -185,6 +187,47 @@ class ClaimReconciler:
         if cluster is None:
             return deleting
         return not cluster_is_paused(cluster)
+
+    async def _release_orphan(self, key: str) -> Result | None:
+        """The claim is gone: delete an IPAddress we made for it that outlived it.
+
+        kube-apiserver can remove a claim whose finalizer was added while its DELETE was in flight: the
+        finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
+        created for it would hold its address forever. Only an IPAddress of our pools, controlled by a claim
+        of that name, is deleted, and only when no claim of that name exists (a re-created one adopts it).
+        """
+        if not any(state.holds(key) for state in map(self.book.get, self.book.keys()) if state is not None):
+            return None
+        namespace, _, name = key.partition("/")
+        address = await self._live_address({"metadata": {"name": name, "namespace": namespace}})
+        if address is None or not _controlled_by_claim(address, name) or self._orphan_paused(address):
+            return None
+        try:
+            await self._client.get(self.resources.claims, name, namespace)
+        except ApiError as exc:
+            if not is_not_found(exc):
+                raise
+        else:
+            return None
+        log.info("IPAddress %s outlived its claim; deleting it", key)
+        gone = await self._delete_address(address)
+        pool_key = address_pool_key(address)
+        state = self.book.get(pool_key) if pool_key else None
+        if gone and state is not None and state.forget(key):
+            self.freed(state)
+        return None
+
+    def _orphan_paused(self, address: Obj) -> bool:
+        """Paused (the IPAddress, its pool or the Cluster it is labelled with): leave it alone (a move)."""
+        pool_key = address_pool_key(address)
+        pool = self._informers.pool(pool_key) if pool_key else None
+        if has_paused_annotation(address) or (pool is not None and has_paused_annotation(pool)):
+            return True
+        cluster_name = (address["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
+        if not cluster_name or self._informers.clusters is None:
+            return False
+        cluster = self._informers.clusters.get_object(namespace_of(address), cluster_name)
+        return cluster is not None and cluster_is_paused(cluster)
 
     def _drop_reservations(self, claim_key: str) -> None:
         for pool_key in list(self.book.keys()):
@@ -335,7 +378,8 @@ class ClaimReconciler:
             return Result(requeue_after=delay)
         address = self._informers.addresses.get(key_of(claim))
         state = self.book.get(pool_key)
-        if address is None and (state is None or not state.holds(key_of(claim))):
+        if address is None:
+            # The cache may not have seen an IPAddress created moments ago: ask the apiserver, never assume.
             address = await self._live_address(claim)
         if address is not None:
             gone = await self._delete_address(address)
@@ -427,6 +471,16 @@ class ClaimReconciler:
             raise
         claim.update(project(updated))
         return True
+
+
+def _controlled_by_claim(address: Obj, name: str) -> bool:
+    """The IPAddress names the claim and is controlled by an IPAddressClaim of that name (ours)."""
+    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name:
+        return False
+    return any(
+        ref.get("kind") == "IPAddressClaim" and ref.get("name") == name and ref.get("controller")
+        for ref in address["metadata"].get("ownerReferences") or []
+    )
 
 
 def _bound(address: str, pool_key: str) -> c.ReadyState:

@@ -23,6 +23,10 @@ from .objects import BY_POOL, Obj, finalizers_of, is_deleting, name_of, namespac
 log = logging.getLogger(__name__)
 
 
+#: Answers that retrying the same write cannot change (admission webhook or schema refusals).
+_REFUSED = frozenset({400, 403, 422})
+
+
 def pool_resource(kind: PoolKind) -> Resource:
     return Resource(GROUP, V1ALPHA2, kind.plural, kind.kind, kind.namespaced)
 
@@ -78,7 +82,14 @@ class PoolStatusWriter:
             await self._finish_deletion(pool_key, pool, resource)
             return
         if POOL_FINALIZER not in finalizers_of(pool):
-            await self._set_finalizers(resource, pool, [*finalizers_of(pool), POOL_FINALIZER])
+            try:
+                await self._set_finalizers(resource, pool, [*finalizers_of(pool), POOL_FINALIZER])
+            except ApiError as exc:
+                if exc.status not in _REFUSED:
+                    raise
+                # A webhook refuses any update of a pool one of whose IPAddresses lies outside it (e.g. one
+                # planted by hand); the status (a subresource, not validated) must still be written.
+                log.warning("pool %s: cannot add finalizer %s: %s", pool_key, POOL_FINALIZER, exc)
         try:
             state = self._pool_state(pool_key, pool)
         except PoolSpecError as exc:

@@ -1,0 +1,30 @@
+"""One control plane (with the pool CRDs) for the fault tests that leave it healthy: crashes, churn, failover
+and the regression tests (each works in namespaces of its own). Modules that damage or reconfigure the
+control plane (apiserver restarts, registered webhooks) override `plane` with one of their own.
+`Cluster` is the test side's client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from incluster_ipam.api.crds import crds
+from incluster_ipam.devcluster import ControlPlane
+from incluster_ipam.kube import KubeClient
+
+from .helpers import Cluster
+
+
+@pytest.fixture(scope="package")
+async def plane(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ControlPlane]:
+    workdir: Path = tmp_path_factory.mktemp("faults-cp")
+    async with ControlPlane(extra_crds=crds(""), workdir=workdir) as control_plane:
+        yield control_plane
+
+
+@pytest.fixture(scope="module")
+async def cluster(plane: ControlPlane) -> AsyncIterator[Cluster]:
+    async with KubeClient.from_kubeconfig(plane.kubeconfig_path) as client:
+        yield Cluster(plane, client)
