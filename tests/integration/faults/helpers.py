@@ -28,6 +28,8 @@ from incluster_ipam.kube import LEASES, NAMESPACES, ApiError, KubeClient, KubeEr
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
 
+from ..support import eventually
+
 T = TypeVar("T")
 
 CLAIMS = Resource(GROUP, "v1beta2", "ipaddressclaims", "IPAddressClaim", True)
@@ -38,20 +40,6 @@ PREFIX_POOLS = Resource(GROUP, "v1alpha2", "inclusterprefixpools", "InClusterPre
 POOL_RESOURCES = {r.kind: r for r in (IP_POOLS, GLOBAL_IP_POOLS, PREFIX_POOLS)}
 
 CLI = [sys.executable, "-m", "incluster_ipam.cli"]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], within: float = 30.0, what: str = "condition"
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within} s waiting for {what} (last: {last!r})")
 
 
 async def retrying(call: Callable[[], Awaitable[T]], within: float = 60.0) -> T:
