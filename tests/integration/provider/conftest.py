@@ -13,7 +13,7 @@ import pytest
 
 from incluster_ipam.api.constants import GROUP
 from incluster_ipam.api.crds import crds
-from incluster_ipam.devcluster import ControlPlane
+from incluster_ipam.devcluster import OLD_CAPI, ControlPlane
 from incluster_ipam.kube import EVENTS, NAMESPACES, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider.manager import Options, Provider
@@ -35,6 +35,8 @@ class Harness:
     plane: ControlPlane
     client: KubeClient
     provider: Provider
+    claims: Resource = CLAIMS  # the IPAM contract in use: v1beta2, or v1beta1 with Cluster API 1.10
+    addresses: Resource = ADDRESSES
 
     async def namespace(self) -> str:
         name = f"p-{uuid.uuid4().hex[:8]}"
@@ -57,12 +59,12 @@ class Harness:
         self, namespace: str, name: str, pool: str, kind: str = "InClusterIPPool", **metadata: Any
     ) -> dict[str, Any]:
         body = {
-            "apiVersion": f"{GROUP}/v1beta2",
+            "apiVersion": self.claims.api_version,
             "kind": "IPAddressClaim",
             "metadata": {"name": name, **metadata},
             "spec": {"poolRef": {"apiGroup": GROUP, "kind": kind, "name": pool}},
         }
-        return await self.client.create(CLAIMS, body, namespace)
+        return await self.client.create(self.claims, body, namespace)
 
     async def cluster(self, namespace: str, name: str, *, paused_annotation: bool = False) -> dict[str, Any]:
         """A Cluster API Cluster (v1beta2 needs a non-empty spec)."""
@@ -89,17 +91,17 @@ class Harness:
         """Wait until the claim points at its IPAddress; return the address."""
 
         async def probe() -> str | None:
-            obj = await self.get(CLAIMS, claim, namespace)
+            obj = await self.get(self.claims, claim, namespace)
             ref = ((obj or {}).get("status") or {}).get("addressRef", {}).get("name")
             if not ref:
                 return None
-            address = await self.get(ADDRESSES, ref, namespace)
+            address = await self.get(self.addresses, ref, namespace)
             return address["spec"]["address"] if address else None
 
         return await eventually(probe, within, f"claim {namespace}/{claim} to be bound")
 
     async def ready_condition(self, namespace: str, claim: str) -> dict[str, Any] | None:
-        obj = await self.get(CLAIMS, claim, namespace)
+        obj = await self.get(self.claims, claim, namespace)
         for condition in ((obj or {}).get("status") or {}).get("conditions") or []:
             if condition["type"] == "Ready":
                 return dict(condition)
@@ -144,3 +146,37 @@ async def harness(provider_plane: ControlPlane) -> AsyncIterator[Harness]:
         yield Harness(provider_plane, client, provider)
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
+
+
+@pytest.fixture(scope="session")
+async def old_contract_harness() -> AsyncIterator[Harness]:
+    """Cluster API v1.10 CRDs (IPAM v1beta1 only) and a provider that must discover and speak v1beta1."""
+    async with (
+        ControlPlane(capi_version=OLD_CAPI, extra_crds=crds("")) as plane,
+        KubeClient.from_kubeconfig(plane.kubeconfig_path) as client,
+    ):
+        provider = Provider(
+            client, Options(webhook_port=0, health_address="0", metrics_address="0", status_interval=0.05)
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(provider.run(stop))
+        await asyncio.wait_for(provider.leading.wait(), 60)
+        assert provider.contract is not None
+        assert provider.contract.version == "v1beta1"
+        yield Harness(
+            plane,
+            client,
+            provider,
+            claims=CLAIMS.with_version("v1beta1"),
+            addresses=ADDRESSES.with_version("v1beta1"),
+        )
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+@pytest.fixture(params=["v1beta2", "v1beta1"])
+def any_contract(request: pytest.FixtureRequest) -> Harness:
+    """The same scenario under both IPAM contracts (Cluster API 1.14 and 1.10 CRDs)."""
+    name = "harness" if request.param == "v1beta2" else "old_contract_harness"
+    harness: Harness = request.getfixturevalue(name)
+    return harness
