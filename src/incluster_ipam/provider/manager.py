@@ -45,6 +45,7 @@ from .objects import (
     address_pool_key,
     claim_pool_key,
     cluster_is_paused,
+    finalizers_of,
     has_paused_annotation,
     index_by_cluster,
     index_by_pool_of_address,
@@ -104,15 +105,20 @@ def split_address(address: str) -> tuple[str, int] | None:
     return (host or "0.0.0.0", int(port))
 
 
+_READ_METADATA = ("generation", "deletionTimestamp", "labels", "annotations")
+
+
+def _differs_only_in_status(old: Obj | None, new: Obj | None) -> bool:
+    """An update that changed nothing a handler reads outside status (and finalizers, compared by callers)."""
+    if old is None or new is None or old.get("spec") != new.get("spec"):
+        return False
+    return all(old["metadata"].get(k) == new["metadata"].get(k) for k in _READ_METADATA)
+
+
 def _only_our_writes(old: Obj | None, new: Obj | None) -> bool:
     """A claim update that only echoes our own writes (status, or our finalizer being added): the reconcile
     that made it already did the rest, and re-running it on a stale copy only earns 409 Conflicts."""
-    if old is None or new is None:
-        return False
-    keys = ("generation", "deletionTimestamp", "labels", "annotations")
-    if not all(old["metadata"].get(k) == new["metadata"].get(k) for k in keys) or old.get("spec") != new.get(
-        "spec"
-    ):
+    if old is None or new is None or not _differs_only_in_status(old, new):
         return False
     before, after = old["metadata"].get("finalizers") or [], new["metadata"].get("finalizers") or []
     return after == before or (CLAIM_FINALIZER not in before and after == [*before, CLAIM_FINALIZER])
@@ -264,13 +270,13 @@ class Provider:
         pool_key = pool_key_of(obj)
         if pool_key is None:
             return
-        claim_keys = [key_of(c) for c in self.informers.claims.by_index(BY_POOL, pool_key)]
         if event == DELETED:
             self.book.remove(pool_key)
-            for key in claim_keys:
-                self.queue.add(key)
+            self._wake_claims_of(pool_key)
             return
         assert new is not None
+        if old is not None and _differs_only_in_status(old, new) and finalizers_of(old) == finalizers_of(new):
+            return  # the echo of our own status write: nothing to recount, nobody to wake
         self._pool_changed(pool_key)
         try:
             known = self.book.get(pool_key)
@@ -284,8 +290,12 @@ class Provider:
             log.warning("pool %s: %s", pool_key, exc)
         unpaused = old is not None and has_paused_annotation(old) and not has_paused_annotation(new)
         if event != "MODIFIED" or unpaused:
-            for key in claim_keys:
-                self.queue.add(key)
+            self._wake_claims_of(pool_key)
+
+    def _wake_claims_of(self, pool_key: str) -> None:
+        assert self.informers is not None
+        for claim in self.informers.claims.by_index(BY_POOL, pool_key):
+            self.queue.add(key_of(claim))
 
     def _on_cluster(self, event: str, old: Obj | None, new: Obj | None) -> None:
         assert self.informers is not None
