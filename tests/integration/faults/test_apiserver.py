@@ -71,12 +71,18 @@ async def test_apiserver_restart_and_etcd_outage_mid_allocation(cluster: Cluster
         _, outage = await asyncio.gather(paced(creates, 0.015), restart())
         first = await invariants.settle(cluster.client, ns, within=60, monitor=monitor, label="after restart")
         after_restart = informer_counts(provider)
-        relisted = [n for n in ("claims", "addresses") if after_restart[n][0] > before[n][0]]
+        # After a restart the apiserver usually answers the resumed watch with 410 (relist), but it may also
+        # serve the old resourceVersion (a new watch): either way the informer reconnected by itself.
+        reconnected = [
+            n
+            for n in ("claims", "addresses")
+            if after_restart[n][0] > before[n][0] or after_restart[n][1] > before[n][1]
+        ]
         print(
             f"apiserver restarted {restart_at:.2f} s into the creates (down {outage:.1f} s); informers "
             f"(lists, watches) before {before} after {after_restart}; {invariants.summary(first)}"
         )
-        assert relisted == ["claims", "addresses"], "the informers did not relist after the restart"
+        assert reconnected == ["claims", "addresses"], "the informers did not reconnect after the restart"
 
         # 2. kill etcd for 2 s while claims are created and deleted
         assert cluster.plane.etcd is not None
