@@ -112,8 +112,31 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         help="minimum TLS version of the webhook and diagnostics servers",
     )
     parser.add_argument("--workers", type=int, default=32, help="claims reconciled concurrently")
+    parser.add_argument(
+        "--normal-event-rate",
+        type=_event_rate,
+        default=10.0,
+        metavar="PER_SECOND|unlimited",
+        help="Normal Events (AddressAllocated, AddressReleased) written per second on average; Warning "
+        "Events are never limited (default 10)",
+    )
+    parser.add_argument(
+        "--normal-event-burst", type=int, default=100, help="Normal Events written at once, then the rate"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+
+def _event_rate(text: str) -> float | None:
+    if text == "unlimited":
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of events per second: {text!r}") from None
+    if not rate >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (or 'unlimited'), not {text!r}")
+    return rate
 
 
 def provider_options(args: argparse.Namespace, **overrides: Any) -> Options:
@@ -138,6 +161,8 @@ def provider_options(args: argparse.Namespace, **overrides: Any) -> Options:
         "diagnostics_cert_dir": args.diagnostics_cert_dir,
         "tls_min_version": args.tls_min_version,
         "workers": args.workers,
+        "normal_event_rate": args.normal_event_rate,
+        "normal_event_burst": args.normal_event_burst,
     }
     fields.update(overrides)
     return Options(**fields)

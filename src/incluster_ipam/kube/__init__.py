@@ -22,7 +22,7 @@ from .errors import (
     is_invalid,
     is_not_found,
 )
-from .events import NORMAL, WARNING, EventRecorder, object_reference
+from .events import NORMAL, WARNING, EventRecorder, TokenBucket, object_reference
 from .requests import PatchType, Request
 from .resources import CONFIGMAPS, EVENTS, LEASES, NAMESPACES, Obj, Resource, object_key, split_key
 from .watch import ADDED, BOOKMARK, DELETED, ERROR, MODIFIED, WatchDecoder, WatchEvent, decode_event
@@ -50,6 +50,7 @@ __all__ = [
     "PatchType",
     "Request",
     "Resource",
+    "TokenBucket",
     "TokenSource",
     "TransportError",
     "WatchDecodeError",

@@ -8,7 +8,6 @@ callers (the informer, the controllers) decide what a failure means. Every failu
 from __future__ import annotations
 
 import builtins
-import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from . import codec
 from . import requests as rq
 from .config import ClusterConfig, TokenSource, in_cluster_config, load_config, load_kubeconfig
 from .errors import ApiError, KubeError, TransportError, WatchExpired, error_from_response
@@ -143,7 +143,7 @@ class KubeClient:
         self._check(request, status, body)
         if not body:
             return {}
-        decoded: Obj = json.loads(body)
+        decoded: Obj = codec.loads(body)
         return decoded
 
     # ---- CRUD ----------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Recording never blocks or raises into the caller (the allocation path records ev
 an in-memory aggregate and queues it. Background workers create the Event, or bump `count` and
 `lastTimestamp` on the existing one when the same (object, type, reason, message) repeats, as client-go's
 event correlator does. Failures are logged and dropped, like client-go's.
+
+Normal events may be given a budget (`normal_rate` per second, `normal_burst` at once): a mass creation of
+claims then costs the apiserver a bounded number of Event writes instead of one per claim, on the resource
+it is short of. Warnings are never held back by the budget: they say why a claim is pending.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import asyncio
 import datetime
 import logging
 import secrets
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +72,34 @@ class _Aggregate:
     last: str = field(default_factory=_now)
 
 
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up; `take()` spends one if there is one. Pure."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 0 or burst < 1:
+            raise ValueError(f"a token bucket needs rate >= 0 and burst >= 1, not {rate} and {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
 class EventRecorder:
-    """Records Events for involved objects on behalf of `component` (`instance`: e.g. the pod name)."""
+    """Records Events for involved objects on behalf of `component` (`instance`: e.g. the pod name).
+
+    `normal_rate`: Normal events per second allowed through on average (None: all, 0: none), with up to
+    `normal_burst` at once; the rest are counted in `throttled` and not written.
+    """
 
     def __init__(
         self,
@@ -79,8 +110,13 @@ class EventRecorder:
         workers: int = 2,
         max_pending: int = 1000,
         cache_size: int = 4096,
+        normal_rate: float | None = None,
+        normal_burst: int = 100,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._normal_budget = None if normal_rate is None else TokenBucket(normal_rate, normal_burst, clock)
+        self._over_budget = False
         self._component = component
         self._instance = instance
         self._workers_wanted = workers
@@ -89,6 +125,7 @@ class EventRecorder:
         self._cache_size = cache_size
         self._workers: list[asyncio.Task[None]] = []
         self.dropped = 0
+        self.throttled = 0
 
     def normal(self, obj: Mapping[str, Any], reason: str, message: str) -> None:
         self.event(obj, NORMAL, reason, message)
@@ -98,10 +135,29 @@ class EventRecorder:
 
     def event(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         """Queue an Event about `obj` (a full object or an ObjectReference). Never raises."""
+        if event_type == NORMAL and not self._within_budget(reason):
+            return
         try:
             self._record(obj, event_type, reason, message)
         except Exception:
             log.exception("could not record event %s/%s", event_type, reason)
+
+    def _within_budget(self, reason: str) -> bool:
+        if self._normal_budget is None:
+            return True
+        if self._normal_budget.take():
+            self._over_budget = False
+            return True
+        self.throttled += 1
+        if not self._over_budget:  # once per spell over budget, not once per event
+            self._over_budget = True
+            log.info(
+                "Normal events over budget (%g/s, burst %d): not writing %s and others until it refills",
+                self._normal_budget.rate,
+                self._normal_budget.burst,
+                reason,
+            )
+        return False
 
     def _record(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         ref = object_reference(obj)

@@ -6,12 +6,12 @@ The transport only adds the server URL and credentials, so the URL and query rul
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+from . import codec
 from .resources import Obj, Resource
 
 JSON = "application/json"
@@ -45,7 +45,7 @@ class Request:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return codec.dumps(obj)
 
 
 def resource_path(

@@ -6,10 +6,10 @@ Status; `raise_for_event` turns them into `ApiError`, and 410 into the distinct 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Final
 
+from . import codec
 from .errors import WatchDecodeError, error_from_status
 from .resources import Obj
 
@@ -37,7 +37,7 @@ class WatchEvent:
 def decode_event(line: bytes | str) -> WatchEvent:
     """One line of a watch stream as an event; anything else raises WatchDecodeError."""
     try:
-        data = json.loads(line)
+        data = codec.loads(line)
     except ValueError as exc:
         raise WatchDecodeError(f"watch stream line is not JSON: {_excerpt(line)!r}") from exc
     if not isinstance(data, dict):

@@ -40,7 +40,7 @@ class Grant:
     value: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Holders:
     """IPAddress objects (by `namespace/name`) and pending claims holding one address value."""
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from incluster_ipam.api.constants import CLAIM_FINALIZER, GROUP, POOL_KINDS
-from incluster_ipam.kube import DELETED, EventRecorder, KubeClient, Resource
+from incluster_ipam.kube import DELETED, EventRecorder, KubeClient, Resource, WatchExpired
 from incluster_ipam.runtime import (
     SYNC,
     Informer,
@@ -93,6 +93,9 @@ class Options:
     tls_min_version: str = "VersionTLS12"  # webhook and diagnostics servers
     cert_poll_interval: float = DEFAULT_INTERVAL  # seconds between looks at the certificate files
     workers: int = 32
+    # Budget for Normal Events (None: every one is written); Warnings are never limited (kube/events.py).
+    normal_event_rate: float | None = 10.0
+    normal_event_burst: int = 100
     resync_seconds: float = 600.0
     status_interval: float = 0.25
 
@@ -143,7 +146,13 @@ class Provider:
         self.webhook_url: str | None = None
         self.diagnostics_url: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._recorder = EventRecorder(client, COMPONENT)
+        self._recorder = EventRecorder(
+            client,
+            COMPONENT,
+            normal_rate=options.normal_event_rate,
+            normal_burst=options.normal_event_burst,
+        )
+        self._throttled_seen = 0
 
     # ---- set-up ---------------------------------------------------------------------------------------
 
@@ -257,7 +266,7 @@ class Provider:
             self.queue.add(key_of(obj))  # a live claim of that name gets a new address
         elif state is not None and new is not None:
             state.observe(key_of(new), str((new.get("spec") or {}).get("address", "")))
-            if self.informers is not None and self.informers.claims.get(key_of(new)) is None:
+            if self.informers is not None and key_of(new) not in self.informers.claims:
                 self.queue.add(key_of(new))  # its claim is gone: the reconcile deletes it if it is ours
         if pool_key is not None:
             self._pool_changed(pool_key)
@@ -294,8 +303,8 @@ class Provider:
 
     def _wake_claims_of(self, pool_key: str) -> None:
         assert self.informers is not None
-        for claim in self.informers.claims.by_index(BY_POOL, pool_key):
-            self.queue.add(key_of(claim))
+        for claim_key in self.informers.claims.index_keys(BY_POOL, pool_key):
+            self.queue.add(claim_key)
 
     def _on_cluster(self, event: str, old: Obj | None, new: Obj | None) -> None:
         assert self.informers is not None
@@ -306,23 +315,38 @@ class Provider:
                 return
         elif event != DELETED and cluster_is_paused(obj):
             return
-        for claim in self.informers.claims.by_index(BY_CLUSTER, f"{namespace_of(obj)}/{name_of(obj)}"):
-            self.queue.add(key_of(claim))
+        for claim_key in self.informers.claims.index_keys(BY_CLUSTER, f"{namespace_of(obj)}/{name_of(obj)}"):
+            self.queue.add(claim_key)
 
     # ---- leading -------------------------------------------------------------------------------------------
+
+    async def _held_addresses(self) -> list[tuple[str, str | None, str]]:
+        """`(IPAddress key, pool key, address)` of every IPAddress, as the takeover must see them.
+
+        With leader election a previous leader may have written moments ago, so this reads what etcd has
+        (page by page, keeping three strings per object, never a page of full objects longer than needed);
+        without it there is no other writer and the synced cache is the truth.
+        """
+        assert self.informers is not None
+        assert self.reconciler is not None
+        if not self.options.leader_elect:
+            return [_held(a) for a in self.informers.addresses.list()]
+        resource, namespace = self.reconciler.resources.addresses, self.options.namespace
+        held: list[tuple[str, str | None, str]] = []
+        try:
+            async for page in self.client.list_pages(resource, namespace):
+                held.extend(_held(item) for item in page.items)
+        except WatchExpired:  # the continue token expired mid-way: one unpaginated snapshot instead
+            listed = await self.client.list(resource, namespace, page_size=None)
+            held = [_held(item) for item in listed.items]
+        return held
 
     async def _start_leading(self) -> None:
         """Build the book from the caches plus a fresh list, then reconcile every claim."""
         assert self.informers is not None
         assert self.reconciler is not None
         assert self.status is not None
-        if self.options.leader_elect:
-            # A previous leader may have written moments ago: read what etcd has, not what the cache has seen.
-            fresh = (
-                await self.client.list(self.reconciler.resources.addresses, self.options.namespace)
-            ).items
-        else:
-            fresh = self.informers.addresses.list()  # no other writer: the synced cache is the truth
+        held = await self._held_addresses()
         self.book = self.reconciler.book = PoolBook()
         for informer in self.informers.pools.values():
             for pool in informer.list():
@@ -334,20 +358,18 @@ class Provider:
                 except PoolSpecError as exc:
                     log.warning("pool %s: %s", key, exc)
                 self._pool_changed(key)
-        for item in fresh:
-            address = project(item)
-            pool_key = address_pool_key(address)
+        for address_key, pool_key, address in held:
             state = self.book.get(pool_key) if pool_key else None
             if state is not None:
-                state.observe(key_of(address), str((address.get("spec") or {}).get("address", "")))
+                state.observe(address_key, address)
         self.leading.set()
         self.metrics.leader.set(1)
         for claim in self.informers.claims.list():
             if claim_pool_key(claim) is not None:
                 self.queue.add(key_of(claim))
-        for item in fresh:  # IPAddresses whose claim vanished (e.g. while no leader ran)
-            if self.informers.claims.get(key_of(item)) is None:
-                self.queue.add(key_of(item))
+        for address_key, _, _ in held:  # IPAddresses whose claim vanished (e.g. while no leader ran)
+            if address_key not in self.informers.claims:
+                self.queue.add(address_key)
         log.info("leading: %d pools, %d claims queued", len(self.book.keys()), len(self.queue))
         self._tasks.append(asyncio.create_task(self.status.run(), name="pool-status"))
         self._tasks.append(
@@ -379,6 +401,9 @@ class Provider:
 
     def _render_metrics(self) -> bytes:
         self.metrics.queue_depth.set(len(self.queue))
+        throttled = self._recorder.throttled
+        self.metrics.events_throttled.inc(throttled - self._throttled_seen)
+        self._throttled_seen = throttled
         return generate_latest(self.metrics.registry)
 
     async def _serve(self, stack: contextlib.AsyncExitStack) -> None:
@@ -508,3 +533,7 @@ class Provider:
         for informer in self._all_informers():
             await informer.stop()
         await self._recorder.close()
+
+
+def _held(address: Obj) -> tuple[str, str | None, str]:
+    return key_of(address), address_pool_key(address), str((address.get("spec") or {}).get("address", ""))

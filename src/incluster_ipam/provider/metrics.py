@@ -54,6 +54,11 @@ class Metrics:
         self.leader = Gauge(
             f"{_PREFIX}_leader", "1 while this replica is the elected leader.", registry=self.registry
         )
+        self.events_throttled = Counter(
+            f"{_PREFIX}_normal_events_throttled",
+            "Normal Events not written because they were over the --normal-event-rate budget.",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             f"{_PREFIX}_claim_queue_depth", "Claims waiting to be reconciled.", registry=self.registry
         )

@@ -105,7 +105,7 @@ class PoolStatusWriter:
         """Drop the finalizer once no IPAddress references the pool (status is frozen while deleting)."""
         if POOL_FINALIZER not in finalizers_of(pool):
             return
-        if self._informers.addresses.by_index(BY_POOL, pool_key):
+        if self._informers.addresses.index_keys(BY_POOL, pool_key):
             return
         remaining = [f for f in finalizers_of(pool) if f != POOL_FINALIZER]
         await self._set_finalizers(resource, pool, remaining)

@@ -189,6 +189,10 @@ class Informer:
     def __len__(self) -> int:
         return len(self._store)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether an object is cached under `key` (no copy is decoded)."""
+        return key in self._store
+
     def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         return self._store.by_index(index, value)
 

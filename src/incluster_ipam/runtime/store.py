@@ -3,12 +3,18 @@
 Pure data structure (no I/O, no asyncio). It holds whatever the informer's projection kept of each object,
 plus each object's resourceVersion (so a relist can tell changed objects from unchanged ones even when the
 projection drops metadata).
+
+Objects are kept as compact JSON bytes and decoded on every read. With 20,000 claims and 20,000 IPAddresses
+that is about a fifth of the memory the same projections take as Python dicts and strings (each small dict
+costs hundreds of bytes), for a few microseconds per read; and every reader gets its own copy, so nothing can
+change the cache by mutating what it was given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from ..kube import codec
 from ..kube.resources import Obj
 
 #: Index function: object -> the index values it is filed under (none: not indexed).
@@ -21,7 +27,7 @@ class Store:
     __slots__ = ("_indexers", "_indices", "_items", "_versions")
 
     def __init__(self, indexers: Mapping[str, IndexFunc] | None = None) -> None:
-        self._items: dict[str, Obj] = {}
+        self._items: dict[str, bytes] = {}
         self._versions: dict[str, str] = {}
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
@@ -37,14 +43,16 @@ class Store:
         self._indexers[name] = func
         index: dict[str, set[str]] = {}
         self._indices[name] = index
-        for key, obj in self._items.items():
-            for value in func(obj):
+        for key, raw in self._items.items():
+            for value in func(codec.loads(raw)):
                 index.setdefault(value, set()).add(key)
 
     # ---- reads -----------------------------------------------------------------------------------
 
     def get(self, key: str) -> Obj | None:
-        return self._items.get(key)
+        """A fresh copy of the object stored under `key`."""
+        raw = self._items.get(key)
+        return None if raw is None else _decode(raw)
 
     def version(self, key: str) -> str | None:
         return self._versions.get(key)
@@ -62,10 +70,10 @@ class Store:
         return list(self._items)
 
     def values(self) -> list[Obj]:
-        return list(self._items.values())
+        return [_decode(raw) for raw in self._items.values()]
 
     def items(self) -> list[tuple[str, Obj]]:
-        return list(self._items.items())
+        return [(key, _decode(raw)) for key, raw in self._items.items()]
 
     def index_keys(self, index: str, value: str) -> set[str]:
         """Keys of the objects filed under `value` in `index` (a copy)."""
@@ -76,7 +84,7 @@ class Store:
 
     def by_index(self, index: str, value: str) -> list[Obj]:
         """The objects filed under `value` in `index`."""
-        return [self._items[key] for key in self.index_keys(index, value)]
+        return [_decode(self._items[key]) for key in self.index_keys(index, value)]
 
     def index_values(self, index: str) -> list[str]:
         """Every value currently present in `index`."""
@@ -86,17 +94,20 @@ class Store:
 
     def upsert(self, key: str, obj: Obj, version: str = "") -> Obj | None:
         """Store `obj` under `key`, re-index it, and return what was there before."""
-        old = self._items.get(key)
+        encoded = codec.dumps(obj)  # first: a value that is not JSON changes nothing
+        raw = self._items.get(key)
+        old = None if raw is None else _decode(raw)
         if old is not None:
             self._unindex(key, old)
-        self._items[key] = obj
+        self._items[key] = encoded
         self._versions[key] = version
         self._index(key, obj)
         return old
 
     def delete(self, key: str) -> Obj | None:
         """Remove `key` and return what was there."""
-        old = self._items.pop(key, None)
+        raw = self._items.pop(key, None)
+        old = None if raw is None else _decode(raw)
         self._versions.pop(key, None)
         if old is not None:
             self._unindex(key, old)
@@ -117,3 +128,8 @@ class Store:
                     keys.discard(key)
                     if not keys:
                         del index[value]
+
+
+def _decode(raw: bytes) -> Obj:
+    obj: Obj = codec.loads(raw)
+    return obj

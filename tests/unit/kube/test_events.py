@@ -12,6 +12,7 @@ from incluster_ipam.kube import (
     EVENTS,
     EventRecorder,
     Resource,
+    TokenBucket,
     TransportError,
     error_from_status,
     object_reference,
@@ -170,3 +171,66 @@ def test_object_reference_accepts_a_reference() -> None:
     assert object_reference(ref) == ref
     with pytest.raises(ValueError, match="apiVersion"):
         object_reference({"kind": "ConfigMap", "name": "a"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claim_named(name: str) -> dict[str, Any]:
+    return {**CLAIM, "metadata": {**CLAIM["metadata"], "name": name, "uid": f"u-{name}"}}
+
+
+def test_token_bucket_spends_its_burst_then_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(2.0, 3, clock)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.4  # 0.8 tokens: not yet one
+    assert not bucket.take()
+    clock.now += 0.1  # 1.0
+    assert bucket.take()
+    clock.now += 60  # never more than the burst saved up
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    with pytest.raises(ValueError, match="rate >= 0 and burst >= 1"):
+        TokenBucket(1.0, 0)
+    zero = TokenBucket(0.0, 1, clock)
+    clock.now += 1000
+    assert [zero.take(), zero.take()] == [True, False]
+
+
+async def test_normal_events_over_budget_are_throttled_but_warnings_never(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = FakeClient()
+    clock = Clock()
+    events = EventRecorder(client, "incluster-ipam", normal_rate=1.0, normal_burst=2, clock=clock)  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="incluster_ipam.kube.events")
+    for i in range(5):
+        events.normal(claim_named(f"n{i}"), "AddressAllocated", f"allocated 10.0.0.{i}")
+    for i in range(5):
+        events.warning(claim_named(f"w{i}"), "PoolExhausted", "no free address")
+    await events.flush()
+    written = sorted((body["type"], body["involvedObject"]["name"]) for _, _, body in client.calls)
+    assert written == [("Normal", "n0"), ("Normal", "n1")] + [("Warning", f"w{i}") for i in range(5)]
+    assert events.throttled == 3
+    assert len([r for r in caplog.records if "over budget" in r.getMessage()]) == 1  # once per spell
+    clock.now += 1.0
+    events.normal(claim_named("n5"), "AddressAllocated", "allocated 10.0.0.5")
+    await events.flush()
+    assert client.calls[-1][2]["involvedObject"]["name"] == "n5"
+    await events.close()
+
+
+async def test_without_a_budget_every_normal_event_is_written() -> None:
+    client = FakeClient()
+    events = recorder(client)
+    for i in range(150):
+        events.normal(claim_named(f"n{i}"), "AddressAllocated", "allocated")
+    await events.flush()
+    assert len(client.calls) == 150
+    assert events.throttled == 0
+    await events.close()

@@ -64,3 +64,39 @@ def test_object_keys() -> None:
     assert object_key({"metadata": {"name": "global"}}) == "global"
     assert split_key("ns/a") == ("ns", "a")
     assert split_key("global") == (None, "global")
+
+
+def test_reads_are_copies_so_callers_cannot_change_the_cache() -> None:
+    store = Store({"pool": by_pool})
+    original: Obj = {"pool": "p", "spec": {"address": "10.0.0.1"}, "tags": ["x"]}
+    store.upsert("ns/a", original)
+    original["spec"]["address"] = "changed by the writer"
+    got = store.get("ns/a")
+    assert got == {"pool": "p", "spec": {"address": "10.0.0.1"}, "tags": ["x"]}
+    assert got is not None
+    got["spec"]["address"] = "changed by a reader"
+    got["pool"] = "q"
+    assert store.get("ns/a") == {"pool": "p", "spec": {"address": "10.0.0.1"}, "tags": ["x"]}
+    assert store.index_keys("pool", "p") == {"ns/a"}
+    assert store.by_index("pool", "p")[0] is not store.by_index("pool", "p")[0]
+
+
+def test_objects_round_trip_unicode_nesting_and_numbers() -> None:
+    store = Store()
+    obj: Obj = {"name": "clé-ü-✓", "n": [0, -1, 2**62, 1.5, None, True, False], "deep": {"a": {"b": [{}]}}}
+    store.upsert("k", obj)
+    assert store.get("k") == obj
+    assert store.items() == [("k", obj)]
+    assert store.values() == [obj]
+
+
+def test_non_json_values_are_refused_at_upsert_and_change_nothing() -> None:
+    store = Store({"pool": by_pool})
+    with pytest.raises(TypeError):
+        store.upsert("k", {"bad": {1, 2}})
+    assert "k" not in store
+    store.upsert("k", {"pool": "p"})
+    with pytest.raises(TypeError):
+        store.upsert("k", {"pool": "q", "bad": object()})
+    assert store.get("k") == {"pool": "p"}
+    assert store.index_keys("pool", "p") == {"k"}

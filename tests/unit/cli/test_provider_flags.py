@@ -1,0 +1,31 @@
+"""Provider flags become `Options`: the Normal-event budget in particular."""
+
+from __future__ import annotations
+
+import pytest
+
+from incluster_ipam.cli import _parser, provider_options
+from incluster_ipam.provider.manager import Options
+
+
+def options_for(*flags: str) -> Options:
+    return provider_options(_parser().parse_args(["run", *flags]))
+
+
+def test_normal_event_budget_defaults_to_ten_per_second_burst_hundred() -> None:
+    options = options_for()
+    assert (options.normal_event_rate, options.normal_event_burst) == (10.0, 100)
+
+
+@pytest.mark.parametrize(("flag", "rate"), [("unlimited", None), ("0", 0.0), ("2.5", 2.5), ("1000", 1000.0)])
+def test_normal_event_rate_values(flag: str, rate: float | None) -> None:
+    assert options_for("--normal-event-rate", flag, "--normal-event-burst", "7").normal_event_rate == rate
+
+
+@pytest.mark.parametrize("flag", ["-1", "fast", "nan"])
+def test_bad_normal_event_rate_is_refused_with_the_reason(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        options_for("--normal-event-rate", flag)
+    assert "--normal-event-rate" in capsys.readouterr().err
