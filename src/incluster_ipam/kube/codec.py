@@ -22,5 +22,9 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode compactly (no spaces), keys in insertion order; raises `TypeError` on non-JSON values."""
-    return orjson.dumps(obj)
+    """Encode compactly (no spaces), keys in insertion order; raises `TypeError` on non-JSON values.
+
+    orjson's result keeps its whole output buffer (4 KiB at least, whatever the length); the informer store
+    keeps tens of thousands of these, so the result is copied into a bytes object of its exact size.
+    """
+    return bytes(memoryview(orjson.dumps(obj)))

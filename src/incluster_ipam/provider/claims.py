@@ -124,10 +124,10 @@ class ClaimReconciler:
         if state is not None:
             return state
         kind, _, _ = split_pool_key(pool_key)
-        seeded = [
-            (key_of(a), str((a.get("spec") or {}).get("address", "")))
-            for a in self._informers.addresses.by_index(BY_POOL, pool_key)
-        ]
+        seeded = (
+            (key, str((a.get("spec") or {}).get("address", "")))
+            for key, a in self._informers.addresses.each_in_index(BY_POOL, pool_key)
+        )
         state, _ = self.book.upsert(pool_key, kind, pool_spec(pool), seeded)
         return state
 

@@ -330,7 +330,7 @@ class Provider:
         assert self.informers is not None
         assert self.reconciler is not None
         if not self.options.leader_elect:
-            return [_held(a) for a in self.informers.addresses.list()]
+            return [_held(a) for _, a in self.informers.addresses.each()]
         resource, namespace = self.reconciler.resources.addresses, self.options.namespace
         held: list[tuple[str, str | None, str]] = []
         try:
@@ -349,7 +349,7 @@ class Provider:
         held = await self._held_addresses()
         self.book = self.reconciler.book = PoolBook()
         for informer in self.informers.pools.values():
-            for pool in informer.list():
+            for _, pool in informer.each():
                 key = pool_key_of(pool)
                 if key is None:
                     continue
@@ -364,9 +364,9 @@ class Provider:
                 state.observe(address_key, address)
         self.leading.set()
         self.metrics.leader.set(1)
-        for claim in self.informers.claims.list():
+        for claim_key, claim in self.informers.claims.each():
             if claim_pool_key(claim) is not None:
-                self.queue.add(key_of(claim))
+                self.queue.add(claim_key)
         for address_key, _, _ in held:  # IPAddresses whose claim vanished (e.g. while no leader ran)
             if address_key not in self.informers.claims:
                 self.queue.add(address_key)

@@ -23,7 +23,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -196,6 +196,13 @@ class Informer:
     def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         return self._store.by_index(index, value)
 
+    def each(self) -> Iterator[tuple[str, Obj]]:
+        """Every cached `(key, object)`, decoded one at a time (`Store.each`)."""
+        return self._store.each()
+
+    def each_in_index(self, index: str, value: str) -> Iterator[tuple[str, Obj]]:
+        return self._store.each_in_index(index, value)
+
     def index_keys(self, index: str, value: str) -> set[str]:
         return self._store.index_keys(index, value)
 
@@ -292,7 +299,7 @@ class Informer:
         return store, version
 
     async def _report_replace(self, old: Store, new: Store) -> None:
-        for count, (key, obj) in enumerate(new.items(), 1):
+        for count, (key, obj) in enumerate(new.each(), 1):
             previous = old.get(key)
             if previous is None:
                 await self._dispatch(ADDED, None, obj)
@@ -300,7 +307,7 @@ class Informer:
                 await self._dispatch(MODIFIED, previous, obj)
             if count % _BATCH == 0:
                 await asyncio.sleep(0)
-        for key, obj in old.items():
+        for key, obj in old.each():
             if key not in new:
                 await self._dispatch(DELETED, obj, None)
 

@@ -76,7 +76,7 @@ class InformerLookups:
         if found is None:
             return []
         key = pool_key(found, namespace or "", name)
-        return [allocated_address(obj) for obj in self.address_informer.by_index(BY_POOL, key)]
+        return [allocated_address(obj) for _, obj in self.address_informer.each_in_index(BY_POOL, key)]
 
     async def pools(self, namespace: str | None) -> Sequence[Pool]:
         """Global pools plus the namespaced pools of ``namespace`` (every pool when it is None)."""
