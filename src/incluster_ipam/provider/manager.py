@@ -98,6 +98,7 @@ class Options:
     normal_event_burst: int = 100
     resync_seconds: float = 600.0
     status_interval: float = 0.25
+    shutdown_grace: float = 10.0  # seconds the reconciles in flight get to finish at a graceful stop
 
 
 def split_address(address: str) -> tuple[str, int] | None:
@@ -491,8 +492,9 @@ class Provider:
             lost = asyncio.Event()
             if self.options.leader_elect:
                 elector = self._elector(lost)
-                self._tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
-                stack.callback(elector.stop)
+                election = asyncio.create_task(elector.run(), name="leader-election")
+                self._tasks.append(election)
+                stack.push_async_callback(self._stand_down, elector, election, lost)
             else:
                 await self._start_leading()
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
@@ -524,9 +526,42 @@ class Provider:
             self.client, config, on_started_leading=self._start_leading, on_stopped_leading=stopped
         )
 
-    async def _shutdown(self) -> None:
+    async def _finish_claims(self, grace: float) -> bool:
+        """Take no new claim, let the reconciles in flight finish their writes (at most `grace` seconds);
+        True when they all did. Idempotent."""
+        try:
+            async with asyncio.timeout(grace):
+                await self.queue.shutdown(drain=False)
+        except TimeoutError:
+            log.warning(
+                "%d claim reconciles still running after %.0f s; cancelling them",
+                self.queue.processing,
+                grace,
+            )
+            return False
+        return True
+
+    async def _stand_down(
+        self, elector: LeaderElector, election: asyncio.Task[None], lost: asyncio.Event
+    ) -> None:
+        """Graceful stop as leader: finish the writes in flight, then hand the lease back. A standby that
+        takes the lease lists the IPAddresses afresh, so nothing we wrote may land after that; if the
+        reconciles did not finish, the lease is kept to expire instead of being released. Once leadership
+        is lost, nothing more is written: the reconciles are cancelled at once."""
+        finished = await self._finish_claims(0.0 if lost.is_set() else self.options.shutdown_grace)
         self.leading.clear()
-        await self.queue.shutdown(drain=False)
+        elector.stop(release=finished)
+        try:
+            async with asyncio.timeout(5.0):
+                await asyncio.shield(election)
+        except TimeoutError:
+            log.warning("leader election did not stop within 5 s")
+        except Exception:
+            log.exception("leader election failed while stopping")
+
+    async def _shutdown(self) -> None:
+        await self._finish_claims(0.0 if self.lost_leadership else self.options.shutdown_grace)
+        self.leading.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -299,17 +299,17 @@ class Informer:
         return store, version
 
     async def _report_replace(self, old: Store, new: Store) -> None:
-        for count, (key, obj) in enumerate(new.each(), 1):
-            previous = old.get(key)
-            if previous is None:
-                await self._dispatch(ADDED, None, obj)
+        """Dispatch what changed between two stores; only objects that are reported get decoded."""
+        for count, key in enumerate(new.keys(), 1):
+            if key not in old:
+                await self._dispatch(ADDED, None, new.get(key))
             elif old.version(key) != new.version(key):
-                await self._dispatch(MODIFIED, previous, obj)
+                await self._dispatch(MODIFIED, old.get(key), new.get(key))
             if count % _BATCH == 0:
                 await asyncio.sleep(0)
-        for key, obj in old.each():
+        for key in old:  # detached: nothing changes it meanwhile
             if key not in new:
-                await self._dispatch(DELETED, obj, None)
+                await self._dispatch(DELETED, old.get(key), None)
 
     # ---- watch -------------------------------------------------------------------------------------------
 

@@ -144,6 +144,7 @@ class LeaderElector:
         self._on_stopped = on_stopped_leading
         self._on_new_leader = on_new_leader
         self._stop = asyncio.Event()
+        self._release_wanted = True
         self._leading_event = asyncio.Event()
         self._leading = False
         self._renewed_at = -math.inf
@@ -171,8 +172,11 @@ class LeaderElector:
     async def wait_leading(self) -> None:
         await self._leading_event.wait()
 
-    def stop(self) -> None:
-        """Ask `run` to end: a leader releases the lease (if `release_on_cancel`) and steps down."""
+    def stop(self, release: bool = True) -> None:
+        """Ask `run` to end: a leader steps down and releases the lease (if `release_on_cancel` and
+        `release`). Pass `release=False` when work done as leader may still be landing: the lease then
+        expires in its own time, and no standby takes over before that."""
+        self._release_wanted = self._release_wanted and release
         self._stop.set()
 
     # ---- the election loop ---------------------------------------------------------------------------
@@ -319,9 +323,8 @@ class LeaderElector:
             self._leading_task = None
         if not was_leading:
             return
-        if self.config.release_on_cancel and self._renewed_at + self.config.renew_deadline > (
-            asyncio.get_running_loop().time()
-        ):
+        fresh = self._renewed_at + self.config.renew_deadline > asyncio.get_running_loop().time()
+        if self.config.release_on_cancel and self._release_wanted and fresh:
             await self._release()
         log.info("%s: stopped leading", self.identity)
         if self._on_stopped is not None:

@@ -163,8 +163,9 @@ class WorkQueue(Generic[K]):
     # ---- shutdown --------------------------------------------------------------------------------
 
     async def shutdown(self, drain: bool = True) -> None:
-        """Stop accepting keys and drop delayed ones. With `drain`, queued keys are still handed out and this
-        waits until they and all in-flight keys are done; without, queued keys are dropped at once."""
+        """Stop accepting keys and drop delayed ones. With `drain`, queued keys are still handed out; without,
+        they are dropped at once. Either way this waits until every key handed out is done (bound it with
+        `asyncio.timeout`): a handler half-way through its writes is let finish."""
         self._shutting_down = True
         for timer in self._timers.values():
             timer.cancel()
@@ -173,7 +174,7 @@ class WorkQueue(Generic[K]):
             self._queue.clear()
             self._dirty.clear()
         self._wake_all()
-        if drain and (self._queue or self._processing):
+        if self._queue or self._processing:
             self._idle = asyncio.Event()
             await self._idle.wait()
 

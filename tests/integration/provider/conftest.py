@@ -132,10 +132,17 @@ async def provider_plane() -> AsyncIterator[ControlPlane]:
 @pytest.fixture(scope="session")
 async def harness(provider_plane: ControlPlane) -> AsyncIterator[Harness]:
     async with KubeClient.from_kubeconfig(provider_plane.kubeconfig_path) as client:
-        provider = Provider(
-            client,
-            Options(webhook_port=0, health_address="127.0.0.1:0", metrics_address="0", status_interval=0.05),
+        # Every Normal event is written (no budget): the session's provider also serves bursts of hundreds
+        # of claims, and tests that look for an AddressAllocated event must not depend on test order. The
+        # budget itself is tested in tests/unit/kube/test_events.py.
+        options = Options(
+            webhook_port=0,
+            health_address="127.0.0.1:0",
+            metrics_address="0",
+            status_interval=0.05,
+            normal_event_rate=None,
         )
+        provider = Provider(client, options)
         stop = asyncio.Event()
         task = asyncio.create_task(provider.run(stop))
         ready = asyncio.create_task(provider.leading.wait())

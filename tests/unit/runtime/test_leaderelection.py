@@ -201,3 +201,27 @@ async def test_many_candidates_never_share_the_lease() -> None:
         for e in electors:
             e.stop()
         await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+
+async def test_stop_without_release_keeps_the_lease_until_it_expires() -> None:
+    api = FakeLeases()
+    log: list[str] = []
+    first = elector(api, "a", log)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.wait_leading(), 1)
+    second = elector(api, "b", log)
+    second_task = asyncio.create_task(second.run())
+    await asyncio.sleep(0.1)
+
+    loop = asyncio.get_running_loop()
+    stopped = loop.time()
+    first.stop(release=False)
+    await asyncio.wait_for(first_task, 1)
+    assert api.lease is not None
+    assert api.lease["spec"]["holderIdentity"] == "a"  # not handed back
+    await asyncio.wait_for(second.wait_leading(), 2)
+    assert loop.time() - stopped >= FAST["lease_duration"] - 0.25  # the standby waited for expiry
+    assert log == ["start a", "stop a", "start b"]
+    second.stop(release=True)
+    await asyncio.wait_for(second_task, 2)
+    assert api.lease["spec"]["holderIdentity"] == ""

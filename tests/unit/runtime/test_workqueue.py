@@ -221,3 +221,26 @@ async def test_workers_with_handlers_that_never_suspend_still_share_the_loop() -
     await workers
     other.cancel()
     assert ticks >= 10
+
+
+async def test_shutdown_without_drain_still_waits_for_keys_in_flight() -> None:
+    queue: WorkQueue[int] = WorkQueue()
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    async def handler(key: int) -> None:
+        await release.wait()
+        finished.append(key)
+
+    for key in range(5):
+        queue.add(key)
+    workers = asyncio.create_task(queue.run_workers(2, handler))
+    await asyncio.sleep(0.01)  # two keys handed out, three queued
+    stopping = asyncio.create_task(queue.shutdown(drain=False))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # in-flight handlers are let finish
+    assert len(queue) == 0  # queued keys are dropped
+    release.set()
+    await asyncio.wait_for(stopping, 1)
+    assert sorted(finished) == [0, 1]
+    await asyncio.wait_for(workers, 1)
