@@ -112,6 +112,23 @@ def test_lease_rules() -> None:
     assert LeaseRecord.from_lease({"spec": renewed.spec()}) == renewed
 
 
+Running = tuple[LeaderElector, "asyncio.Task[None]"]
+
+
+async def leader_then_standby() -> tuple[FakeLeases, list[str], Running, Running]:
+    """ "a" elected first, then "b" campaigning as its standby."""
+    api = FakeLeases()
+    log: list[str] = []
+    first = elector(api, "a", log)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.wait_leading(), 1)
+    second = elector(api, "b", log)
+    second_task = asyncio.create_task(second.run())
+    await asyncio.sleep(0.2)
+    assert not second.is_leader
+    return api, log, (first, first_task), (second, second_task)
+
+
 async def test_only_one_of_two_leads_and_release_hands_over_at_once() -> None:
     api = FakeLeases()
     log: list[str] = []
@@ -141,15 +158,7 @@ async def test_only_one_of_two_leads_and_release_hands_over_at_once() -> None:
 
 
 async def test_partitioned_leader_steps_down_before_the_standby_takes_over() -> None:
-    api = FakeLeases()
-    log: list[str] = []
-    first = elector(api, "a", log)
-    first_task = asyncio.create_task(first.run())
-    await asyncio.wait_for(first.wait_leading(), 1)
-    second = elector(api, "b", log)
-    second_task = asyncio.create_task(second.run())
-    await asyncio.sleep(0.2)
-    assert not second.is_leader
+    api, log, (_, first_task), (second, second_task) = await leader_then_standby()
 
     loop = asyncio.get_running_loop()
     cut = loop.time()
@@ -204,14 +213,7 @@ async def test_many_candidates_never_share_the_lease() -> None:
 
 
 async def test_stop_without_release_keeps_the_lease_until_it_expires() -> None:
-    api = FakeLeases()
-    log: list[str] = []
-    first = elector(api, "a", log)
-    first_task = asyncio.create_task(first.run())
-    await asyncio.wait_for(first.wait_leading(), 1)
-    second = elector(api, "b", log)
-    second_task = asyncio.create_task(second.run())
-    await asyncio.sleep(0.1)
+    api, log, (first, first_task), (second, second_task) = await leader_then_standby()
 
     loop = asyncio.get_running_loop()
     stopped = loop.time()
