@@ -26,7 +26,8 @@ Usage:
   .venv/bin/python bench/claims.py                  # full: every workload, N=2000, both providers
   .venv/bin/python bench/claims.py --providers ours --workloads one_pool --profile   # py-spy profile
 
-Writes bench/results/claims-<mode>-<time>.json and .md (the markdown table) and prints the table.
+Writes bench/results/claims-<mode>-<time>.json and .md (the markdown table) and prints the table; a quick or
+full run also puts the table into docs/performance.md, between the markers of its mode (`--no-docs` to skip).
 """
 
 from __future__ import annotations
@@ -879,6 +880,9 @@ async def main_async(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(report, indent=2))
     table = markdown(report)
     path.with_suffix(".md").write_text(table + "\n")
+    if args.docs is not None and report["mode"] in ("quick", "full"):
+        args.docs.write_text(with_latest_run(args.docs.read_text(), report["mode"], table))
+        log(f"table written to {args.docs} (latest {report['mode']} run)")
     print(table)
     print(f"\nresults: {path}", file=sys.stderr)
     return 0
@@ -898,6 +902,17 @@ _HEADLINE = {
 
 
 # ---- the markdown table ------------------------------------------------------------------------------------
+
+
+def with_latest_run(doc: str, mode: str, table: str) -> str:
+    """`doc` with the table of the latest `mode` run between its markers (a new section at the end if the
+    markers are missing); everything else is left as it was."""
+    begin, end = f"<!-- bench:{mode}:begin -->", f"<!-- bench:{mode}:end -->"
+    block = f"{begin}\n{table.strip()}\n{end}"
+    if begin in doc and end in doc.split(begin, 1)[1]:
+        before, rest = doc.split(begin, 1)
+        return before + block + rest.split(end, 1)[1]
+    return f"{doc.rstrip()}\n\n## Latest {mode} run (written by bench/claims.py)\n\n{block}\n"
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -1115,6 +1130,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ours-args", default="", help="extra arguments for our provider (diagnosis only)")
     parser.add_argument("--upstream-args", default="", help="extra arguments for upstream (diagnosis only)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=REPO / "docs" / "performance.md",
+        help="where quick and full runs write their table (between <!-- bench:MODE:begin/end --> markers)",
+    )
+    parser.add_argument(
+        "--no-docs", dest="docs", action="store_const", const=None, help="do not touch the docs"
+    )
     args = parser.parse_args(argv)
     args.n = args.n or (500 if args.quick else 2000)
     args.providers = [p for p in args.providers.split(",") if p]
