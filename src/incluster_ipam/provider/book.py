@@ -20,7 +20,7 @@ from incluster_ipam.api.constants import PoolFamily, PoolKind
 from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec
 from incluster_ipam.ipam import pool as ip_pool
 from incluster_ipam.ipam import prefix as prefix_pool
-from incluster_ipam.ipam.addresses import AddressError, IPSet, format_address, parse_address
+from incluster_ipam.ipam.addresses import AddressError, IPSet, address_value, format_address
 from incluster_ipam.ipam.allocator import Allocator, PoolExhausted
 from incluster_ipam.ipam.pool import PoolCounts
 from incluster_ipam.ipam.prefix import PrefixExhausted
@@ -136,12 +136,12 @@ class PoolState:
 
     def _parse(self, address: str) -> int | None:
         try:
-            parsed = parse_address(address)
+            version, value = address_value(address)
         except AddressError:
             return None
-        if parsed.version != self.version:
+        if version != self.version:
             return None
-        return int(parsed)
+        return value
 
     def _hold(self, value: int) -> None:
         if self._allocator is not None and not self._allocator.is_allocated(value):
@@ -284,10 +284,9 @@ class PoolState:
 
 def _other(address: str) -> tuple[int, int] | None:
     try:
-        parsed = parse_address(address)
+        return address_value(address)
     except AddressError:
         return None
-    return parsed.version, int(parsed)
 
 
 class PoolBook:

@@ -13,6 +13,7 @@ from incluster_ipam.ipam.addresses import (
     AddressRange,
     IPSet,
     MixedFamilyError,
+    address_value,
     format_address,
     overlap,
     parse_address,
@@ -125,6 +126,44 @@ def test_parse_address_agrees_with_stdlib_on_noise(text: str) -> None:
         assert "%" in text, f"stdlib accepts {text!r} ({theirs}) but we reject it"
         return
     assert ipaddress.ip_address(text) == ours
+
+
+def _slow_value(text: object) -> tuple[int, int]:
+    parsed = parse_address(text)  # type: ignore[arg-type]
+    return parsed.version, int(parsed)
+
+
+octets = st.one_of(
+    st.integers(0, 300).map(str),
+    st.integers(0, 300).map(lambda n: f"0{n}"),  # leading zeros are refused
+    st.sampled_from(["", "00", "1a", " 1", "1 ", "+1", "-1", "٣", "1\n", "0x1", "1000"]),
+)
+
+
+@THOROUGH
+@given(st.one_of(st.lists(octets, min_size=3, max_size=5).map(".".join), st.text(max_size=20)))
+@example("10.0.0.1")
+@example("255.255.255.255")
+@example("256.0.0.1")
+@example("01.2.3.4")
+@example("1.2.3.٣")
+@example("::ffff:1.2.3.4")
+@example("1.2.3.4.")
+def test_address_value_is_parse_address_without_the_object(text: str) -> None:
+    try:
+        expected: tuple[int, int] | str = _slow_value(text)
+    except AddressError as exc:
+        expected = str(exc)
+    try:
+        got: tuple[int, int] | str = address_value(text)
+    except AddressError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_address_value_of_non_strings_is_the_same_error() -> None:
+    with pytest.raises(AddressError, match="not a string"):
+        address_value(167772161)  # type: ignore[arg-type]
 
 
 # -- parse_entry ----------------------------------------------------------------------------------------
