@@ -321,17 +321,13 @@ class Provider:
 
     # ---- leading -------------------------------------------------------------------------------------------
 
-    async def _held_addresses(self) -> list[tuple[str, str | None, str]]:
-        """`(IPAddress key, pool key, address)` of every IPAddress, as the takeover must see them.
+    async def _fresh_addresses(self) -> list[tuple[str, str | None, str]]:
+        """`(IPAddress key, pool key, address)` of every IPAddress, read from the apiserver now.
 
-        With leader election a previous leader may have written moments ago, so this reads what etcd has
-        (page by page, keeping three strings per object, never a page of full objects longer than needed);
-        without it there is no other writer and the synced cache is the truth.
+        With leader election a previous leader may have written moments ago, after our cache last heard
+        from the apiserver. Read page by page, keeping three strings per object.
         """
-        assert self.informers is not None
         assert self.reconciler is not None
-        if not self.options.leader_elect:
-            return [_held(a) for _, a in self.informers.addresses.each()]
         resource, namespace = self.reconciler.resources.addresses, self.options.namespace
         held: list[tuple[str, str | None, str]] = []
         try:
@@ -347,7 +343,9 @@ class Provider:
         assert self.informers is not None
         assert self.reconciler is not None
         assert self.status is not None
-        held = await self._held_addresses()
+        # Without leader election there is no other writer: the synced cache, which seeds each pool's state
+        # below, is the truth, and nothing needs reading again.
+        fresh = await self._fresh_addresses() if self.options.leader_elect else []
         self.book = self.reconciler.book = PoolBook()
         for informer in self.informers.pools.values():
             for _, pool in informer.each():
@@ -359,7 +357,7 @@ class Provider:
                 except PoolSpecError as exc:
                     log.warning("pool %s: %s", key, exc)
                 self._pool_changed(key)
-        for address_key, pool_key, address in held:
+        for address_key, pool_key, address in fresh:
             state = self.book.get(pool_key) if pool_key else None
             if state is not None:
                 state.observe(address_key, address)
@@ -368,7 +366,10 @@ class Provider:
         for claim_key, claim in self.informers.claims.each():
             if claim_pool_key(claim) is not None:
                 self.queue.add(claim_key)
-        for address_key, _, _ in held:  # IPAddresses whose claim vanished (e.g. while no leader ran)
+        address_keys = (
+            [key for key, _, _ in fresh] if self.options.leader_elect else self.informers.addresses.keys()
+        )
+        for address_key in address_keys:  # IPAddresses whose claim vanished (e.g. while no leader ran)
             if address_key not in self.informers.claims:
                 self.queue.add(address_key)
         log.info("leading: %d pools, %d claims queued", len(self.book.keys()), len(self.queue))
@@ -560,7 +561,8 @@ class Provider:
             log.exception("leader election failed while stopping")
 
     async def _shutdown(self) -> None:
-        await self._finish_claims(0.0 if self.lost_leadership else self.options.shutdown_grace)
+        if not self.queue.shutting_down:  # with leader election, `_stand_down` has already done this
+            await self._finish_claims(self.options.shutdown_grace)
         self.leading.clear()
         for task in self._tasks:
             task.cancel()

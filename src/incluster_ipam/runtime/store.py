@@ -44,7 +44,7 @@ class Store:
         index: dict[str, set[str]] = {}
         self._indices[name] = index
         for key, raw in self._items.items():
-            for value in func(codec.loads(raw)):
+            for value in func(_decode(raw)):
                 index.setdefault(value, set()).add(key)
 
     # ---- reads -----------------------------------------------------------------------------------
