@@ -15,9 +15,10 @@ from .audit import command as audit_command
 from .devcluster import CURRENT_CAPI, ControlPlane
 from .devcluster.controlplane import free_port
 from .kube import KubeClient
-from .provider.diagnostics import TLS_VERSIONS
+from .kube.client import WATCH_IDLE_TIMEOUT
 from .provider.manager import Options, Provider
 from .runtime import install_signal_handlers, setup_logging
+from .runtime.tls import TLS_VERSIONS, cipher_list
 from .webhooks.registration import install_webhooks
 
 
@@ -111,6 +112,20 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         choices=list(TLS_VERSIONS),
         help="minimum TLS version of the webhook and diagnostics servers",
     )
+    parser.add_argument(
+        "--tls-cipher-suites",
+        type=_cipher_suites,
+        default=None,
+        metavar="SUITE,...",
+        help="TLS 1.2 cipher suites of the webhook and diagnostics servers, by Go name (default: every "
+        "ECDHE suite with AES-GCM or ChaCha20-Poly1305; TLS 1.3 suites are always on)",
+    )
+    parser.add_argument(
+        "--watch-idle-timeout",
+        type=float,
+        default=WATCH_IDLE_TIMEOUT,
+        help="seconds a watch may stay silent before its connection counts as dead (default 120)",
+    )
     parser.add_argument("--workers", type=int, default=32, help="claims reconciled concurrently")
     parser.add_argument(
         "--normal-event-rate",
@@ -125,6 +140,15 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+
+def _cipher_suites(text: str) -> tuple[str, ...]:
+    suites = tuple(part.strip() for part in text.split(",") if part.strip())
+    try:
+        cipher_list(suites)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return suites
 
 
 def _event_rate(text: str) -> float | None:
@@ -160,6 +184,8 @@ def provider_options(args: argparse.Namespace, **overrides: Any) -> Options:
         "insecure_diagnostics": args.insecure_diagnostics,
         "diagnostics_cert_dir": args.diagnostics_cert_dir,
         "tls_min_version": args.tls_min_version,
+        "tls_cipher_suites": args.tls_cipher_suites,
+        "watch_idle_timeout": args.watch_idle_timeout,
         "workers": args.workers,
         "normal_event_rate": args.normal_event_rate,
         "normal_event_burst": args.normal_event_burst,

@@ -22,6 +22,7 @@ class ErrorType(enum.Enum):
     REQUIRED = ("FieldValueRequired", "Required value")
     FORBIDDEN = ("FieldValueForbidden", "Forbidden")
     NOT_SUPPORTED = ("FieldValueNotSupported", "Unsupported value")
+    TOO_MANY = ("FieldValueTooMany", "Too many")
 
     @property
     def reason(self) -> str:
@@ -59,6 +60,11 @@ class FieldError:
 
 def invalid_value(path: str, value: object, detail: str) -> FieldError:
     return FieldError(ErrorType.INVALID, path, value, detail)
+
+
+def too_many(path: str, actual: int, limit: int) -> FieldError:
+    """apimachinery's ``field.TooMany``: ``<path>: Too many: <actual>: must have at most <limit> items``."""
+    return FieldError(ErrorType.TOO_MANY, path, actual, f"must have at most {limit} items")
 
 
 def aggregate(errors: list[FieldError]) -> str:
@@ -123,6 +129,16 @@ def invalid(kind: str, name: str, errors: list[FieldError]) -> Status:
 def bad_request(message: str) -> Status:
     """``apierrors.NewBadRequest`` (400)."""
     return Status(400, "BadRequest", message)
+
+
+def conflict(message: str) -> Status:
+    """``apierrors.NewConflict``-like (409): the request is about a different object than the one stored."""
+    return Status(409, "Conflict", message)
+
+
+def service_unavailable(message: str) -> Status:
+    """``apierrors.NewServiceUnavailable`` (503)."""
+    return Status(503, "ServiceUnavailable", message)
 
 
 def internal_error(message: str) -> Status:

@@ -225,6 +225,8 @@ class Pool:
     namespace: str
     spec: IPPoolSpec | PrefixPoolSpec
     annotations: Mapping[str, str] = field(default_factory=dict)
+    uid: str = ""
+    resource_version: str = ""
 
     @property
     def ref(self) -> str:
@@ -264,7 +266,16 @@ def decode_pool(obj: object, kind: PoolKind | None = None) -> Pool:
         spec = IPPoolSpec.from_dict(obj.get("spec"))
     else:
         spec = PrefixPoolSpec.from_dict(obj.get("spec"))
-    return Pool(kind, sanitize(name), sanitize(namespace) if kind.namespaced else "", spec, dict(annotations))
+    uid, version = metadata.get("uid"), metadata.get("resourceVersion")
+    return Pool(
+        kind,
+        sanitize(name),
+        sanitize(namespace) if kind.namespaced else "",
+        spec,
+        dict(annotations),
+        uid if isinstance(uid, str) else "",
+        version if isinstance(version, str) else "",
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ address space is the union of their prefixes minus exclusions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 from incluster_ipam.api.models import IPPoolSpec, Pool, PrefixPoolSpec
 from incluster_ipam.api.prefix_validation import core_spec as prefix_core_spec
@@ -66,8 +67,42 @@ def _describe(shared: addr.IPSet) -> str:
     return text
 
 
-def overlap_warnings(pool: Pool, others: Iterable[Pool]) -> list[str]:
-    """One warning per reachable pool sharing addresses with ``pool``, sorted; at most a few named."""
+class AddressSpaces:
+    """`address_space` of stored pools, remembered per pool version (UID and resourceVersion), so that an
+    admission does not rebuild every reachable pool's set (finding 5 of the December review). Bounded by
+    the number of intervals kept; least recently used first out."""
+
+    def __init__(self, max_intervals: int = 300_000) -> None:
+        self._max = max_intervals
+        self._kept: OrderedDict[tuple[str, str, str, str, str], addr.IPSet | None] = OrderedDict()
+        self._size = 0
+        self.computed = 0
+
+    def __call__(self, pool: Pool) -> addr.IPSet | None:
+        if not pool.uid or not pool.resource_version:
+            self.computed += 1
+            return address_space(pool)
+        key = (pool.kind.kind, pool.namespace, pool.name, pool.uid, pool.resource_version)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        self.computed += 1
+        space = address_space(pool)
+        size = space.interval_count() if space is not None else 0
+        if size <= self._max:
+            self._kept[key] = space
+            self._size += size
+            while self._size > self._max:
+                _, dropped = self._kept.popitem(last=False)
+                self._size -= dropped.interval_count() if dropped is not None else 0
+        return space
+
+
+def overlap_warnings(
+    pool: Pool, others: Iterable[Pool], spaces: Callable[[Pool], addr.IPSet | None] = address_space
+) -> list[str]:
+    """One warning per reachable pool sharing addresses with ``pool``, sorted; at most a few named.
+    ``spaces`` computes (or remembers: `AddressSpaces`) the other pools' address spaces."""
     mine = address_space(pool)
     if mine is None or mine.is_empty:
         return []
@@ -75,7 +110,7 @@ def overlap_warnings(pool: Pool, others: Iterable[Pool]) -> list[str]:
     for other in others:
         if same_pool(pool, other) or not share_claims(pool, other):
             continue
-        theirs = address_space(other)
+        theirs = spaces(other)
         if theirs is None or theirs.version != mine.version:
             continue
         shared = mine & theirs

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from incluster_ipam.api.errors import FieldError, Status, bad_request, invalid, invalid_value
 from incluster_ipam.api.gofmt import list_v
+from incluster_ipam.api.limits import entry_limit_errors
 from incluster_ipam.api.models import AllocatedAddress, PrefixPoolSpec
 from incluster_ipam.api.validation import parse_gateway
 from incluster_ipam.ipam import addresses as addr
@@ -49,7 +50,11 @@ def _max_length_message(length: int) -> str:
 
 
 def validate_prefix_pool(spec: PrefixPoolSpec) -> list[FieldError]:
-    """All field errors of a prefix pool spec, in upstream's order; the first two rules stop at once."""
+    """All field errors of a prefix pool spec, in upstream's order; the first two rules stop at once, and
+    so does a list over the entry limit (`incluster_ipam.api.limits`)."""
+    limits = entry_limit_errors({"spec.prefixes": spec.prefixes, "spec.excludedPrefixes": spec.excluded})
+    if limits:
+        return limits
     if not spec.prefixes:
         value: list[str] | None = None if spec.prefixes is None else []
         return [invalid_value("spec.prefixes", value, MSG_PREFIXES_REQUIRED)]
@@ -114,7 +119,8 @@ def _allocatable(pool: core.PrefixPool, allocated: AllocatedAddress) -> bool:
 def validate_prefix_pool_update(
     kind: str, name: str, old: PrefixPoolSpec, new: PrefixPoolSpec, in_use: Iterable[AllocatedAddress]
 ) -> Status | None:
-    """Update check: 422 for an invalid spec; 400 for a changed length or allocations the new spec orphans."""
+    """Update check: 422 for an invalid spec; 400 for a changed length or allocations the new spec orphans
+    (only those the old spec still allowed: see `validation.in_use_status`)."""
     status = prefix_pool_status(kind, name, new)
     if status is not None:
         return status
@@ -124,6 +130,11 @@ def validate_prefix_pool_update(
         pool = core.PrefixPool.from_spec(core_spec(new))
     except addr.AddressError as exc:  # validated above; kept as a guard, never a crash
         return bad_request(f"pool spec cannot be evaluated: {exc}")
+    try:
+        before: core.PrefixPool | None = core.PrefixPool.from_spec(core_spec(old))
+    except (addr.AddressError, ValueError):
+        before = None
+    in_use = [a for a in in_use if before is None or _allocatable(before, a)]
     orphaned = sorted(a.address for a in in_use if not _allocatable(pool, a))
     if orphaned:
         return bad_request(MSG_NON_ALLOCATABLE + list_v(orphaned))

@@ -12,6 +12,7 @@ from incluster_ipam.api import goparse
 from incluster_ipam.api.constants import DELETE_FOR_MOVE_ANNOTATION, SKIP_VALIDATE_DELETE_ANNOTATION
 from incluster_ipam.api.errors import FieldError, Status, bad_request, invalid, invalid_value
 from incluster_ipam.api.gofmt import list_v
+from incluster_ipam.api.limits import entry_limit_errors
 from incluster_ipam.api.models import IPPoolSpec
 from incluster_ipam.ipam import addresses as addr
 from incluster_ipam.ipam import pool as core
@@ -58,7 +59,11 @@ def parse_gateway(path: str, gateway: str, errors: list[FieldError]) -> goparse.
 
 
 def validate_ip_pool(spec: IPPoolSpec) -> list[FieldError]:
-    """All field errors of an IP pool spec, in upstream's order (§3.1); empty when valid."""
+    """All field errors of an IP pool spec, in upstream's order (§3.1); empty when valid. A list over the
+    entry limit (`incluster_ipam.api.limits`) stops validation there: its cost is what the limit bounds."""
+    limits = entry_limit_errors({"spec.addresses": spec.addresses, "spec.excludedAddresses": spec.excluded})
+    if limits:
+        return limits
     errors: list[FieldError] = []
     entries = spec.addresses or ()
     if not entries:
@@ -144,19 +149,46 @@ def addresses_outside(allocatable: addr.IPSet, in_use: Iterable[str]) -> list[st
     return out
 
 
-def validate_ip_pool_update(kind: str, name: str, new: IPPoolSpec, in_use: Iterable[str]) -> Status | None:
+def validate_ip_pool_update(
+    kind: str, name: str, new: IPPoolSpec, in_use: Iterable[str], old: IPPoolSpec | None = None
+) -> Status | None:
     """Update check (§3.1, §3.2): 422 for an invalid spec, 400 when in-use addresses fall out of the pool."""
     status = ip_pool_status(kind, name, new)
     if status is not None:
         return status
+    return in_use_status(new, in_use, old)
+
+
+def in_use_status(new: IPPoolSpec, in_use: Iterable[str], old: IPPoolSpec | None = None) -> Status | None:
+    """In-use protection for a valid new spec: 400 when in-use addresses fall out of the pool.
+
+    Only addresses the update *newly* strands count: one that the old spec did not contain either (planted
+    by hand, or left behind by a forced edit) is already outside, and must not lock the pool for every
+    later edit (finding 12 of the December review). Upstream counts it."""
     try:
         allocatable = core.allocatable_set(core_spec(new))
-    except addr.AddressError as exc:  # validated above; kept as a guard, never a crash
+    except addr.AddressError as exc:  # validated by the caller; kept as a guard, never a crash
         return bad_request(f"pool spec cannot be evaluated: {exc}")
-    outside = addresses_outside(allocatable, in_use)
+    addresses = list(in_use)
+    if old is not None:
+        try:
+            before = core.allocatable_set(core_spec(old))
+        except addr.AddressError:
+            before = None
+        if before is not None:
+            addresses = [a for a in addresses if _inside(before, a)]
+    outside = addresses_outside(allocatable, addresses)
     if outside:
         return bad_request(MSG_IN_USE + list_v(outside))
     return None
+
+
+def _inside(allocatable: addr.IPSet, text: str) -> bool:
+    try:
+        parsed = goparse.parse_addr(text)
+    except goparse.GoParseError:
+        return False
+    return parsed.version == allocatable.version and parsed.value in allocatable
 
 
 def delete_validation_skipped(annotations: Mapping[str, str]) -> bool:

@@ -8,6 +8,8 @@ callers (the informer, the controllers) decide what a failure means. Every failu
 from __future__ import annotations
 
 import builtins
+import email.utils
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +28,13 @@ from .resources import Obj, Resource
 from .watch import WatchDecoder, WatchEvent, raise_for_event
 
 DEFAULT_TIMEOUT = 30.0
-_WATCH_READ_GRACE = 30.0
+#: The longest silence a watch may keep before its connection counts as dead (a half-open TCP flow, a
+#: load-balancer backend gone without a RST). kube-apiserver ends every watch at its `timeoutSeconds`, and
+#: its watch cache sends a BOOKMARK about two minutes into a quiet watch and every minute after that
+#: (measured against our 1.37 apiserver); the server-side timeout is therefore capped below this idle
+#: timeout, so a healthy watch always sends something, or ends, before it.
+WATCH_IDLE_TIMEOUT = 120.0
+_WATCH_END_MARGIN = 20.0
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
@@ -49,9 +57,12 @@ class KubeClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_connections: int = 100,
         user_agent: str = "incluster-ipam",
+        watch_idle_timeout: float = WATCH_IDLE_TIMEOUT,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        self.watch_idle_timeout = watch_idle_timeout
+        self._clock_offset = 0.0
         self._server = config.server.rstrip("/")
         self._ssl = config.ssl_context()
         self._tokens: TokenSource | None = config.token_source()
@@ -109,8 +120,28 @@ class KubeClient:
         if request.content_type:
             headers["Content-Type"] = request.content_type
         if self._tokens is not None:
-            headers["Authorization"] = f"Bearer {await self._tokens.token()}"
+            try:
+                token = await self._tokens.token()
+            except OSError as exc:  # a projected token volume mid-update: a transient failure like any other
+                raise TransportError(f"{request.method} {request.path}: reading the token: {exc!r}") from exc
+            headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def _learn_clock(self, date: str | None) -> None:
+        """Track the apiserver's clock from a response's Date header (one-second resolution)."""
+        if not date:
+            return
+        try:
+            served = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
+        except (TypeError, ValueError, OverflowError):
+            return
+        offset = served - time.time()
+        self._clock_offset = offset if abs(offset) > 1.5 else 0.0
+
+    def server_time(self) -> float:
+        """Now, by the apiserver's clock as its last answers told it (POSIX seconds). Timestamps the
+        apiserver wrote (deletionTimestamp) are compared with this, not with the local clock."""
+        return time.time() + self._clock_offset
 
     def _url(self, request: rq.Request) -> URL:
         return URL(self._server + request.target, encoded=True)
@@ -127,6 +158,7 @@ class KubeClient:
         """Send one built request and return the decoded JSON body (raises KubeError)."""
         headers = await self._headers(request)
         client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeout)
+        date: str | None = None
         try:
             async with self._http().request(
                 request.method,
@@ -137,9 +169,11 @@ class KubeClient:
                 server_hostname=self.config.tls_server_name,
             ) as resp:
                 status = resp.status
+                date = resp.headers.get("Date")
                 body = await resp.read()
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"{request.method} {request.path}: {exc!r}") from exc
+        self._learn_clock(date)
         self._check(request, status, body)
         if not body:
             return {}
@@ -386,18 +420,22 @@ class KubeClient:
         allow_bookmarks: bool = True,
     ) -> WatchStream:
         """A watch as an async iterator of events (ADDED, MODIFIED, DELETED, BOOKMARK). ERROR events raise
-        (WatchExpired for 410). The stream ends when the server closes it; it never reconnects."""
+        (WatchExpired for 410). The stream ends when the server closes it; it never reconnects.
+
+        The server-side timeout is capped so that the server ends the watch before `watch_idle_timeout`;
+        a stream silent for that long raises `TransportError` (its connection is presumed dead)."""
+        longest = max(1, int(self.watch_idle_timeout - _WATCH_END_MARGIN))
+        server_timeout = min(timeout_seconds, longest) if timeout_seconds else longest
         request = rq.watch_request(
             resource,
             namespace,
             resource_version=resource_version,
             label_selector=label_selector,
             field_selector=field_selector,
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=server_timeout,
             allow_bookmarks=allow_bookmarks,
         )
-        read_timeout = timeout_seconds + _WATCH_READ_GRACE if timeout_seconds else None
-        return WatchStream(self, request, read_timeout)
+        return WatchStream(self, request, self.watch_idle_timeout)
 
     async def _open_stream(self, request: rq.Request, read_timeout: float | None) -> aiohttp.ClientResponse:
         headers = await self._headers(request)

@@ -5,14 +5,20 @@ the book is serialized per pool for free (§10.11): an address is *reserved* her
 cannot be handed out twice, whatever the informer cache says.
 
 - `reserve(claim)` takes the lowest free address for a claim and keeps it as pending (idempotent per
-  claim) until `confirm()` (the IPAddress exists) or `abandon()` (the create definitively failed).
-- `observe()`/`forget()` follow the IPAddress objects the informer sees. An address is held while any
-  IPAddress object or pending claim holds it; it is freed only when the last holder goes.
+  claim, and never out of the pool's current spec) until `confirm()` (the IPAddress exists) or
+  `abandon()` (the create definitively failed).
+- `observe()`/`forget()` follow the IPAddress objects. An IPAddress is known by its UID, not its name: two
+  incarnations of one name (a claim deleted and re-created, a restore, `clusterctl move`) are two holders,
+  and a late event of the earlier one can neither move nor free the address the later one holds. A UID
+  that is gone is remembered (a bounded tombstone list), so its late events are ignored.
+- An address is held while any IPAddress object or pending claim holds it; it is freed only when the last
+  holder goes.
 - Pool specs may change: the allocator is retargeted and out-of-range addresses stay held (never reused).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,6 +30,9 @@ from incluster_ipam.ipam.addresses import AddressError, IPSet, address_value, fo
 from incluster_ipam.ipam.allocator import Allocator, PoolExhausted
 from incluster_ipam.ipam.pool import PoolCounts
 from incluster_ipam.ipam.prefix import PrefixExhausted
+
+#: UIDs of IPAddresses known to be gone, per book; older ones are dropped first.
+TOMBSTONES = 16384
 
 
 class PoolSpecError(Exception):
@@ -40,9 +49,18 @@ class Grant:
     value: int
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What one IPAddress object holds: its name, its address value and (prefix pools) its length."""
+
+    key: str
+    value: int
+    length: int
+
+
 @dataclass(slots=True)
 class _Holders:
-    """IPAddress objects (by `namespace/name`) and pending claims holding one address value."""
+    """IPAddress objects (by UID) and pending claims holding one address value."""
 
     addresses: set[str] = field(default_factory=set)
     claims: set[str] = field(default_factory=set)
@@ -51,24 +69,91 @@ class _Holders:
         return not self.addresses and not self.claims
 
 
+def identity(address_key: str, uid: str | None) -> str:
+    """The book's identity of an IPAddress: its UID, or its key when no UID is known (tests, old objects)."""
+    return uid or f"key:{address_key}"
+
+
+def build_allocatable(spec: IPPoolSpec | PrefixPoolSpec) -> IPSet | prefix_pool.PrefixPool:
+    """What `PoolState` allocates from, computed from a spec. The costly part of building a pool state
+    (linear in the spec's entries): callers may run it off the event loop and hand the result in."""
+    try:
+        if isinstance(spec, IPPoolSpec):
+            return ip_pool.allocatable_set(
+                ip_pool.IPPoolSpec(
+                    addresses=tuple(spec.addresses or ()),
+                    prefix=spec.prefix,
+                    gateway=spec.gateway or None,
+                    allocate_reserved=spec.allocate_reserved,
+                    excluded=tuple(spec.excluded or ()),
+                )
+            )
+        return prefix_pool.PrefixPool.from_spec(
+            prefix_pool.PrefixPoolSpec(
+                prefixes=tuple(spec.prefixes or ()),
+                allocation_prefix_length=prefix_pool.effective_allocation_prefix_length(
+                    spec.allocation_prefix_length
+                ),
+                gateway=spec.gateway or None,
+                excluded=tuple(spec.excluded or ()),
+            )
+        )
+    except (AddressError, ValueError) as exc:
+        raise PoolSpecError(str(exc)) from exc
+
+
+class Graveyard:
+    """Identities of IPAddresses known to be gone (bounded: the oldest are dropped first). Shared by the
+    pools of one book, so an IPAddress deleted before its pool's state exists is known dead there too."""
+
+    def __init__(self, size: int = TOMBSTONES) -> None:
+        self._size = size
+        self._dead: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, who: object) -> bool:
+        return who in self._dead
+
+    def bury(self, who: str) -> None:
+        self._dead[who] = None
+        self._dead.move_to_end(who)
+        while len(self._dead) > self._size:
+            self._dead.popitem(last=False)
+
+    def revive(self, who: str) -> None:
+        """Our own create answered with this identity: it lives (UIDs are never reused; keys might be)."""
+        self._dead.pop(who, None)
+
+
 class PoolState:
     """Allocation state of one pool (IP or prefix)."""
 
-    def __init__(self, key: str, kind: PoolKind, spec: IPPoolSpec | PrefixPoolSpec) -> None:
+    def __init__(
+        self,
+        key: str,
+        kind: PoolKind,
+        spec: IPPoolSpec | PrefixPoolSpec,
+        built: IPSet | prefix_pool.PrefixPool | None = None,
+        graveyard: Graveyard | None = None,
+    ) -> None:
         self.key = key
         self.kind = kind
         self._holders: dict[int, _Holders] = {}
-        self._address_values: dict[str, int] = {}  # IPAddress key -> value
+        self._objects: dict[str, Held] = {}  # IPAddress identity -> what it holds
+        self._by_key: dict[str, str] = {}  # IPAddress key -> identity of its latest incarnation
+        # Identities learned ahead of the watch (our create's answer, a live read): the watch may still
+        # deliver events of an earlier incarnation of the name, which must not displace them.
+        self._ahead: set[str] = set()
+        self._dead = graveyard if graveyard is not None else Graveyard()  # identities known to be gone
         self._pending: dict[str, int] = {}  # claim key -> value
-        # IPAddress key -> (family, value) of an address of the other family, None when unparsable: never
-        # allocatable here, but counted in the status (§5.7: out of range; prefix pools count every object).
-        self._others: dict[str, tuple[int, int] | None] = {}
+        # IPAddress identity -> (family, value) of an address of the other family, None when unparsable:
+        # never allocatable here, but counted in the status (§5.7).
+        self._others: dict[str, tuple[str, tuple[int, int] | None]] = {}
         self.waiting: set[str] = set()  # claim keys waiting for room
         self._allocator: Allocator | None = None
         self._prefix: prefix_pool.PrefixPool | None = None
         self._spec: IPPoolSpec | PrefixPoolSpec = spec
         self.version = 6
-        self._apply_spec(spec, initial=True)
+        self._apply_spec(spec, built, initial=True)
 
     # ---- spec -------------------------------------------------------------------------------------
 
@@ -86,33 +171,20 @@ class PoolState:
     def gateway(self) -> str:
         return self._spec.gateway
 
-    def _apply_spec(self, spec: IPPoolSpec | PrefixPoolSpec, initial: bool = False) -> None:
-        try:
-            if isinstance(spec, IPPoolSpec):
-                allocatable = ip_pool.allocatable_set(
-                    ip_pool.IPPoolSpec(
-                        addresses=tuple(spec.addresses or ()),
-                        prefix=spec.prefix,
-                        gateway=spec.gateway or None,
-                        allocate_reserved=spec.allocate_reserved,
-                        excluded=tuple(spec.excluded or ()),
-                    )
-                )
-                self._apply_ip(allocatable, initial)
-            else:
-                self._prefix = prefix_pool.PrefixPool.from_spec(
-                    prefix_pool.PrefixPoolSpec(
-                        prefixes=tuple(spec.prefixes or ()),
-                        allocation_prefix_length=prefix_pool.effective_allocation_prefix_length(
-                            spec.allocation_prefix_length
-                        ),
-                        gateway=spec.gateway or None,
-                        excluded=tuple(spec.excluded or ()),
-                    )
-                )
-                self.version = 6
-        except (AddressError, ValueError) as exc:
-            raise PoolSpecError(str(exc)) from exc
+    def _apply_spec(
+        self,
+        spec: IPPoolSpec | PrefixPoolSpec,
+        built: IPSet | prefix_pool.PrefixPool | None = None,
+        initial: bool = False,
+    ) -> None:
+        allocatable = built if built is not None else build_allocatable(spec)
+        if isinstance(spec, IPPoolSpec) != isinstance(allocatable, IPSet):
+            raise PoolSpecError("the built allocatable set does not match the spec's family")
+        if isinstance(allocatable, IPSet):
+            self._apply_ip(allocatable, initial)
+        else:
+            self._prefix = allocatable
+            self.version = 6
         self._spec = spec
 
     def _apply_ip(self, allocatable: IPSet, initial: bool) -> None:
@@ -125,11 +197,14 @@ class PoolState:
             self._allocator.retarget(allocatable)
         self.version = allocatable.version
 
-    def update_spec(self, spec: IPPoolSpec | PrefixPoolSpec) -> bool:
-        """Apply a changed spec; True when the pool may now have room for waiting claims."""
+    def update_spec(
+        self, spec: IPPoolSpec | PrefixPoolSpec, built: IPSet | prefix_pool.PrefixPool | None = None
+    ) -> bool:
+        """Apply a changed spec (with its allocatable set when already built); True when the pool may now
+        have room for waiting claims."""
         if spec == self._spec:
             return False
-        self._apply_spec(spec)
+        self._apply_spec(spec, built)
         return self.has_room()
 
     # ---- holders ----------------------------------------------------------------------------------
@@ -156,44 +231,124 @@ class PoolState:
             self._allocator.release(value)
         return True
 
-    def observe(self, address_key: str, address: str) -> None:
+    def _length(self, prefix: int | None) -> int:
+        """The length an IPAddress blocks: its own `spec.prefix` in prefix pools (upstream masks each one
+        with it), the allocation length when it has none; unused in IP pools."""
+        if self._prefix is None:
+            return 0
+        if isinstance(prefix, int) and not isinstance(prefix, bool) and 0 <= prefix <= 128:
+            return prefix
+        return self.prefix_length
+
+    def observe(
+        self,
+        address_key: str,
+        address: str,
+        uid: str | None = None,
+        prefix: int | None = None,
+        *,
+        ahead: bool = False,
+    ) -> None:
         """An IPAddress object exists that holds `address` (idempotent). An address of the other family or
-        an unparsable one holds nothing allocatable; it is only counted (`counts`)."""
+        an unparsable one holds nothing allocatable; it is only counted (`counts`). Events of an IPAddress
+        that is known to be gone are ignored. `ahead`: learned from a live read, not from the watch."""
+        who = identity(address_key, uid)
+        if who in self._dead:
+            return
+        current = self._by_key.get(address_key)
+        if ahead:
+            self._ahead.add(who)
+            self._by_key[address_key] = who
+        elif current is None or current == who or current not in self._ahead:
+            self._by_key[address_key] = who
+            self._ahead.discard(who)
         value = self._parse(address)
         if value is None:
-            self.forget(address_key)
-            self._others[address_key] = _other(address)
+            self._release_object(who)
+            self._others[who] = (address_key, _other(address))
             return
-        self._others.pop(address_key, None)
-        previous = self._address_values.get(address_key)
-        if previous == value:
+        self._others.pop(who, None)
+        held = Held(address_key, value, self._length(prefix))
+        previous = self._objects.get(who)
+        if previous == held:
             return
         if previous is not None:
-            self.forget(address_key)
-        if value is None:
-            return
-        self._address_values[address_key] = value
-        self._holders.setdefault(value, _Holders()).addresses.add(address_key)
+            self._release_object(who)
+        self._objects[who] = held
+        self._holders.setdefault(value, _Holders()).addresses.add(who)
         self._hold(value)
 
-    def forget(self, address_key: str) -> bool:
-        """The IPAddress object is gone; True when its address became free."""
-        self._others.pop(address_key, None)
-        value = self._address_values.pop(address_key, None)
-        if value is None:
+    def _release_object(self, who: str) -> bool:
+        self._ahead.discard(who)
+        held = self._objects.pop(who, None)
+        if held is None:
             return False
-        holders = self._holders.get(value)
+        holders = self._holders.get(held.value)
         if holders is not None:
-            holders.addresses.discard(address_key)
-        return self._maybe_free(value)
+            holders.addresses.discard(who)
+        return self._maybe_free(held.value)
+
+    def forget(self, address_key: str, uid: str | None = None) -> bool:
+        """That IPAddress object is gone; True when its address became free. Without a UID, every
+        incarnation of the name is gone (a GET by name answered 404)."""
+        if uid is None:
+            return self.forget_key(address_key)
+        who = identity(address_key, uid)
+        self._bury(who)
+        if self._by_key.get(address_key) == who:
+            del self._by_key[address_key]
+        self._others.pop(who, None)
+        return self._release_object(who)
+
+    def forget_key(self, address_key: str) -> bool:
+        """No IPAddress of this name exists any more (any incarnation); True when an address became free."""
+        freed = False
+        gone = [who for who, held in self._objects.items() if held.key == address_key]
+        gone += [who for who, (key, _) in self._others.items() if key == address_key]
+        for who in gone:
+            self._bury(who)
+            self._others.pop(who, None)
+            freed = self._release_object(who) or freed
+        self._by_key.pop(address_key, None)
+        return freed
+
+    def _bury(self, who: str) -> None:
+        self._dead.bury(who)
 
     def holds(self, address_key: str) -> bool:
-        return address_key in self._address_values
+        who = self._by_key.get(address_key)
+        return who is not None and (who in self._objects or who in self._others)
+
+    def identities(self, address_key: str) -> set[str]:
+        """Every identity the book holds under this name (normally one)."""
+        found = {who for who, held in self._objects.items() if held.key == address_key}
+        return found | {who for who, (key, _) in self._others.items() if key == address_key}
 
     def address_of(self, address_key: str) -> str | None:
         """The address an IPAddress object holds, as the book knows it (ahead of a lagging cache)."""
-        value = self._address_values.get(address_key)
-        return None if value is None else format_address(self.version, value)
+        who = self._by_key.get(address_key)
+        held = self._objects.get(who) if who is not None else None
+        return None if held is None else format_address(self.version, held.value)
+
+    def holders_of(self, address: str) -> set[str]:
+        """Keys of the IPAddress objects holding `address`, plus pending claims (`claim:<key>`)."""
+        value = self._parse(address)
+        holders = self._holders.get(value) if value is not None else None
+        if holders is None:
+            return set()
+        keys = {self._objects[who].key for who in holders.addresses if who in self._objects}
+        return keys | {f"claim:{claim}" for claim in holders.claims}
+
+    def is_allocatable(self, address: str, prefix: int | None = None) -> bool:
+        """Whether `address` (a sub-prefix of `prefix` in prefix pools) is inside the pool's current spec:
+        in its addresses, not excluded, not the gateway, not reserved."""
+        value = self._parse(address)
+        if value is None:
+            return False
+        if self._allocator is not None:
+            return value in self._allocator.allocatable
+        assert self._prefix is not None
+        return self._prefix.is_allocatable(value, prefix if prefix is not None else self.prefix_length)
 
     # ---- claims -----------------------------------------------------------------------------------
 
@@ -201,17 +356,32 @@ class PoolState:
         value = self._pending.get(claim_key)
         return None if value is None else self._grant(value)
 
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
     def _grant(self, value: int) -> Grant:
         return Grant(format_address(self.version, value), self.prefix_length, self.gateway, value)
+
+    def _still_allocatable(self, value: int) -> bool:
+        if self._allocator is not None:
+            return value in self._allocator.allocatable
+        assert self._prefix is not None
+        return self._prefix.is_allocatable(value, self.prefix_length)
 
     def reserve(self, claim_key: str) -> Grant:
         """The lowest free address (or sub-prefix) for `claim_key`, held until confirmed or abandoned.
 
-        Raises `PoolExhausted` (and records the claim as waiting) when there is no room.
+        A reservation kept across a create of unknown outcome is handed back only while the pool's
+        current spec still allows it; after a shrink (or a new gateway, exclusion, allocation length) it
+        is dropped and a fresh one taken. Raises `PoolExhausted` (and records the claim as waiting) when
+        there is no room.
         """
         existing = self._pending.get(claim_key)
         if existing is not None:
-            return self._grant(existing)
+            if self._still_allocatable(existing):
+                return self._grant(existing)
+            self.abandon(claim_key)
         try:
             value = self._take()
         except (PoolExhausted, PrefixExhausted):
@@ -222,22 +392,33 @@ class PoolState:
         self._holders.setdefault(value, _Holders()).claims.add(claim_key)
         return self._grant(value)
 
+    def _in_use(self) -> list[tuple[int, int]]:
+        """Prefix pools: every held sub-prefix with the length it blocks (pending ones at the allocation
+        length)."""
+        length = self.prefix_length
+        used = [(held.value, held.length) for held in self._objects.values()]
+        used += [(value, length) for value in self._pending.values()]
+        return used
+
     def _take(self) -> int:
         if self._allocator is not None:
             return self._allocator.allocate()
         assert self._prefix is not None
-        in_use = [(value, self.prefix_length) for value in self._holders]
-        return self._prefix.find_free(in_use)
+        return self._prefix.find_free(self._in_use())
 
-    def confirm(self, claim_key: str, address_key: str) -> None:
+    def confirm(self, claim_key: str, address_key: str, uid: str | None = None) -> None:
         """The claim's IPAddress was created: the IPAddress object now holds the address."""
         value = self._pending.pop(claim_key, None)
         if value is None:
             return
         holders = self._holders.setdefault(value, _Holders())
         holders.claims.discard(claim_key)
-        self._address_values[address_key] = value
-        holders.addresses.add(address_key)
+        who = identity(address_key, uid)
+        self._dead.revive(who)
+        self._by_key[address_key] = who
+        self._ahead.add(who)
+        self._objects[who] = Held(address_key, value, self.prefix_length if self._prefix else 0)
+        holders.addresses.add(who)
 
     def abandon(self, claim_key: str) -> bool:
         """The create definitively failed: drop the reservation; True when the address became free."""
@@ -256,19 +437,26 @@ class PoolState:
             return self._allocator.lowest_free() is not None
         assert self._prefix is not None
         try:
-            self._prefix.find_free([(value, self.prefix_length) for value in self._holders])
+            self._prefix.find_free(self._in_use())
         except PrefixExhausted:
             return False
         return True
 
+    def is_empty(self) -> bool:
+        """Nothing held and nothing pending: the state can be dropped with its pool."""
+        return not self._objects and not self._others and not self._pending
+
     def counts(self) -> PoolCounts:
+        """Status counts: `used` is the number of IPAddress objects (as upstream) plus pending
+        reservations; `free` is what can still be handed out (§10.2)."""
+        objects = len(self._objects) + len(self._others) + len(self._pending)
         if self._allocator is not None:
             counts = self._allocator.counts()
-            foreign = len({other for other in self._others.values() if other is not None})
-        else:
-            assert self._prefix is not None
-            counts = self._prefix.counts([(value, self.prefix_length) for value in self._holders])
-            foreign = len(self._others)
+            foreign = len({other for _, other in self._others.values() if other is not None})
+            return PoolCounts(counts.total, objects, counts.free, counts.out_of_range + foreign)
+        assert self._prefix is not None
+        counts = self._prefix.counts(self._in_use())
+        foreign = len(self._others)
         if not foreign:
             return counts
         return PoolCounts(counts.total, counts.used + foreign, counts.free, counts.out_of_range + foreign)
@@ -276,7 +464,7 @@ class PoolState:
     def shared_addresses(self) -> dict[str, set[str]]:
         """Addresses held by more than one IPAddress object (duplicates planted from outside)."""
         return {
-            format_address(self.version, value): set(h.addresses)
+            format_address(self.version, value): {self._objects[w].key for w in h.addresses}
             for value, h in self._holders.items()
             if len(h.addresses) > 1
         }
@@ -294,6 +482,11 @@ class PoolBook:
 
     def __init__(self) -> None:
         self._pools: dict[str, PoolState] = {}
+        self.graveyard = Graveyard()
+
+    def bury(self, address_key: str, uid: str | None) -> None:
+        """An IPAddress is gone whose pool has no state yet: its late events must not hold anything."""
+        self.graveyard.bury(identity(address_key, uid))
 
     def __contains__(self, key: object) -> bool:
         return key in self._pools
@@ -304,14 +497,19 @@ class PoolBook:
     def keys(self) -> list[str]:
         return list(self._pools)
 
+    def states(self) -> list[PoolState]:
+        return list(self._pools.values())
+
     def upsert(
         self,
         key: str,
         kind: PoolKind,
         spec: IPPoolSpec | PrefixPoolSpec,
-        addresses: Iterable[tuple[str, str]] = (),
+        addresses: Iterable[tuple[str, str] | tuple[str, str, str | None, int | None]] = (),
+        built: IPSet | prefix_pool.PrefixPool | None = None,
     ) -> tuple[PoolState, bool]:
-        """Create the pool's state (seeded with `(address_key, address)` pairs) or apply a new spec.
+        """Create the pool's state (seeded with `(address_key, address[, uid, prefix])` tuples) or apply a
+        new spec; `built` is the spec's allocatable set when the caller computed it already.
 
         Returns the state and whether waiting claims may now have room. Raises `PoolSpecError`.
         """
@@ -320,12 +518,17 @@ class PoolBook:
             expected = PoolFamily.IP if isinstance(spec, IPPoolSpec) else PoolFamily.PREFIX
             if kind.family is not expected:
                 raise PoolSpecError(f"{kind.kind} cannot carry a {expected.value} pool spec")
-            state = PoolState(key, kind, spec)
-            for address_key, address in addresses:
-                state.observe(address_key, address)
+            state = PoolState(key, kind, spec, built, self.graveyard)
+            for entry in addresses:
+                state.observe(*entry)
             self._pools[key] = state
             return state, state.has_room()
-        return state, state.update_spec(spec)
+        return state, state.update_spec(spec, built)
 
     def remove(self, key: str) -> PoolState | None:
-        return self._pools.pop(key, None)
+        """Drop a deleted pool's state, unless reservations are still pending in it (their creates may
+        land yet): then it stays, and a pool re-created under the same name continues from it."""
+        state = self._pools.get(key)
+        if state is None or state.pending_count:
+            return None
+        return self._pools.pop(key)

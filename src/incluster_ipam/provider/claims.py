@@ -4,7 +4,15 @@ The flow follows upstream (spec §5.3-5.5) with our differences (§10): a Ready 
 claim, immediate wake-up of claims waiting on an exhausted pool, and allocation through the leader's
 `PoolBook`, which reserves an address before the IPAddress create is sent. A create whose outcome is
 unknown (timeout, 5xx, connection reset) keeps its reservation; the retry either finds the IPAddress
-(AlreadyExists: adopt it) or creates it with the same address.
+(AlreadyExists: adopt it) or creates it with the same address, as long as the pool still allows it.
+
+Safety rules from the December review:
+- every write is fenced (`incluster_ipam.runtime.fence`): nothing is sent once leadership is uncertain;
+- IPAddresses are known by UID in the book, so another incarnation of a name never frees an address;
+- a claim adopts an existing IPAddress of its name only when that IPAddress is meant for it (claimRef),
+  lies in the pool and is held by nobody else; a release deletes only an IPAddress of the claim's pool
+  meant for it;
+- a pool being deleted hands out nothing new.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec, decode_pool
 from incluster_ipam.ipam.allocator import PoolExhausted
 from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
 from incluster_ipam.kube.errors import is_conflict, is_not_found
-from incluster_ipam.runtime import Informer, Result
+from incluster_ipam.runtime import Fence, Informer, NotLeading, Result, Unfenced, write_timeout
 
 from . import contract as c
 from .book import PoolBook, PoolSpecError, PoolState
@@ -53,6 +61,20 @@ _DEFINITIVE = frozenset({400, 403, 404, 405, 415, 422})
 
 def rfc3339_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def uid_of(obj: Mapping[str, Any]) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) and uid else None
+
+
+def prefix_of(address: Mapping[str, Any]) -> int | None:
+    prefix = (address.get("spec") or {}).get("prefix")
+    return prefix if isinstance(prefix, int) and not isinstance(prefix, bool) else None
+
+
+def address_text(address: Mapping[str, Any]) -> str:
+    return str((address.get("spec") or {}).get("address", ""))
 
 
 def parse_rfc3339(text: str) -> float:
@@ -103,6 +125,7 @@ class ClaimReconciler:
         pool_changed: Callable[[str], None],
         watch_filter: str | None = None,
         clock: Callable[[], float] = time.time,
+        fence: Fence | None = None,
     ) -> None:
         self._client = client
         self._contract = contract
@@ -115,8 +138,27 @@ class ClaimReconciler:
         self._pool_changed = pool_changed
         self._watch_filter = watch_filter
         self._clock = clock
+        self.fence: Fence = fence or Unfenced()
+        #: IPAddress keys to check against the apiserver before their next reconcile (takeover entries the
+        #: cache may never report on).
+        self.verify: set[str] = set()
+        #: Takeover entries of pools the pool cache did not know yet: (key, address, uid, prefix) by pool.
+        self.unplaced: dict[str, list[tuple[str, str, str | None, int | None]]] = {}
+
+    def _timeout(self) -> float:
+        """The timeout for the next write; raises `NotLeading` when leadership is not certain."""
+        return write_timeout(self.fence, self._client.timeout)
 
     # ---- pool state ----------------------------------------------------------------------------------
+
+    def seed(self, pool_key: str) -> list[tuple[str, str, str | None, int | None]]:
+        """What the book starts a pool's state from: its IPAddresses in the cache, plus takeover entries
+        that arrived before the pool was known."""
+        seeded = [
+            (key, address_text(a), uid_of(a), prefix_of(a))
+            for key, a in self._informers.addresses.each_in_index(BY_POOL, pool_key)
+        ]
+        return seeded + self.unplaced.pop(pool_key, [])
 
     def pool_state(self, pool_key: str, pool: Mapping[str, Any]) -> PoolState:
         """The book's state for a pool, built from the pool and its IPAddresses on first use."""
@@ -124,11 +166,7 @@ class ClaimReconciler:
         if state is not None:
             return state
         kind, _, _ = split_pool_key(pool_key)
-        seeded = (
-            (key, str((a.get("spec") or {}).get("address", "")))
-            for key, a in self._informers.addresses.each_in_index(BY_POOL, pool_key)
-        )
-        state, _ = self.book.upsert(pool_key, kind, pool_spec(pool), seeded)
+        state, _ = self.book.upsert(pool_key, kind, pool_spec(pool), self.seed(pool_key))
         return state
 
     def freed(self, state: PoolState) -> None:
@@ -140,16 +178,24 @@ class ClaimReconciler:
     # ---- the reconcile ----------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> Result | None:
-        """Reconcile one claim; a write that lost an optimistic-concurrency race is retried quietly."""
+        """Reconcile one claim; a write that lost an optimistic-concurrency race is retried quietly, a
+        throttled one after the apiserver's Retry-After, and nothing is written without leadership."""
         try:
             return await self._reconcile(key)
+        except NotLeading:
+            log.debug("claim %s: leadership not certain; not writing", key)
+            return None
         except ApiError as exc:
             if is_conflict(exc):
                 log.debug("claim %s: %s; retrying", key, exc)
                 return Result(requeue=True)
+            if exc.is_too_many_requests and exc.retry_after:
+                return Result(requeue_after=exc.retry_after)
             raise
 
     async def _reconcile(self, key: str) -> Result | None:
+        if key in self.verify:
+            await self._verify_address(key)
         claim = self._informers.claims.get(key)
         if claim is None:
             self._drop_reservations(key)
@@ -188,6 +234,21 @@ class ClaimReconciler:
             return deleting
         return not cluster_is_paused(cluster)
 
+    def _states(self) -> list[PoolState]:
+        return self.book.states()
+
+    async def _verify_address(self, key: str) -> None:
+        """Ask the apiserver which IPAddress of this name exists, and forget what the book holds under the
+        name that is not it (takeover entries deleted while no leader could hear of it)."""
+        self.verify.discard(key)
+        namespace, _, name = key.partition("/")
+        live = await self._live_address({"metadata": {"name": name, "namespace": namespace}})
+        live_uid = uid_of(live) if live is not None else None
+        for state in self._states():
+            for who in state.identities(key):
+                if who != live_uid and state.forget(key, who):
+                    self.freed(state)
+
     async def _release_orphan(self, key: str) -> Result | None:
         """The claim is gone: delete an IPAddress we made for it that outlived it.
 
@@ -195,12 +256,18 @@ class ClaimReconciler:
         finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
         created for it would hold its address forever. Only an IPAddress of our pools, controlled by a claim
         of that name, is deleted, and only when no claim of that name exists (a re-created one adopts it).
+        When no IPAddress of that name exists any more, the book forgets it (finding 13).
         """
-        if not any(state.holds(key) for state in map(self.book.get, self.book.keys()) if state is not None):
+        if not any(state.holds(key) for state in self._states()):
             return None
         namespace, _, name = key.partition("/")
         address = await self._live_address({"metadata": {"name": name, "namespace": namespace}})
-        if address is None or not _controlled_by_claim(address, name) or self._orphan_paused(address):
+        if address is None:
+            for state in self._states():
+                if state.forget_key(key):
+                    self.freed(state)
+            return None
+        if not _controlled_by_claim(address, name) or self._orphan_paused(address):
             return None
         try:
             await self._client.get(self.resources.claims, name, namespace)
@@ -212,9 +279,9 @@ class ClaimReconciler:
         log.info("IPAddress %s outlived its claim; deleting it", key)
         gone = await self._delete_address(address)
         pool_key = address_pool_key(address)
-        state = self.book.get(pool_key) if pool_key else None
-        if gone and state is not None and state.forget(key):
-            self.freed(state)
+        holder = self.book.get(pool_key) if pool_key else None
+        if gone and holder is not None and holder.forget(key, uid_of(address)):
+            self.freed(holder)
         return None
 
     def _orphan_paused(self, address: Obj) -> bool:
@@ -230,12 +297,10 @@ class ClaimReconciler:
         return cluster is not None and cluster_is_paused(cluster)
 
     def _drop_reservations(self, claim_key: str) -> None:
-        for pool_key in list(self.book.keys()):
-            state = self.book.get(pool_key)
-            if state is not None and state.pending(claim_key) is not None and state.abandon(claim_key):
+        for state in self._states():
+            if state.pending(claim_key) is not None and state.abandon(claim_key):
                 self.freed(state)
-            if state is not None:
-                state.waiting.discard(claim_key)
+            state.waiting.discard(claim_key)
 
     # ---- binding ----------------------------------------------------------------------------------------
 
@@ -254,48 +319,58 @@ class ClaimReconciler:
             # We created it a moment ago and the cache has not caught up: never reserve a second address.
             await self._set_ready(claim, _bound(known, pool_key), address_name=name_of(claim))
             return None
-        if existing is None:
-            started = time.perf_counter()
-            try:
-                grant = state.reserve(key)
-            except PoolExhausted:
-                message = f"pool {_describe(pool_key)} has no free address"
-                if await self._set_ready(claim, c.ReadyState(False, c.POOL_EXHAUSTED, message)):
-                    self._recorder.warning(claim, c.POOL_EXHAUSTED, message)
-                self._metrics.failures.labels(reason=c.POOL_EXHAUSTED).inc()
-                return None
-            self._pool_changed(pool_key)
-            body = self._contract.ip_address(
-                claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
+        if existing is not None:
+            return await self._adopt(claim, state, pool_key, pool, existing)
+        if is_deleting(pool) and state.pending(key) is None:
+            # Finish what is in flight, start nothing new: the pool is going (finding 16).
+            message = f"pool {_describe(pool_key)} is being deleted"
+            await self._set_ready(claim, c.ReadyState(False, c.POOL_NOT_READY, message))
+            return None
+        started = time.perf_counter()
+        try:
+            grant = state.reserve(key)
+        except PoolExhausted:
+            message = f"pool {_describe(pool_key)} has no free address"
+            if await self._set_ready(claim, c.ReadyState(False, c.POOL_EXHAUSTED, message)):
+                self._recorder.warning(claim, c.POOL_EXHAUSTED, message)
+            self._metrics.failures.labels(reason=c.POOL_EXHAUSTED).inc()
+            return None
+        self._pool_changed(pool_key)
+        body = self._contract.ip_address(
+            claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
+        )
+        try:
+            timeout = self._timeout()
+        except NotLeading:
+            if state.abandon(key):
+                self.freed(state)
+            raise
+        try:
+            created = await self._client.create(self.resources.addresses, body, request_timeout=timeout)
+        except ApiError as exc:
+            if not is_already_exists(exc):
+                return await self._create_failed(claim, state, pool_key, exc)
+            existing = await self._live_address(claim)
+            if existing is None:
+                raise  # deleted in between: retry with backoff
+            if state.abandon(key):
+                self.freed(state)
+            return await self._adopt(claim, state, pool_key, pool, existing)
+        except KubeError as exc:
+            log.warning(
+                "create of IPAddress %s has an unknown outcome (%s); keeping its reservation", key, exc
             )
-            try:
-                created = await self._client.create(self.resources.addresses, body)
-            except ApiError as exc:
-                if is_already_exists(exc):
-                    existing = await self._live_address(claim)
-                    if existing is None:
-                        raise  # deleted in between: retry with backoff
-                    if state.abandon(key):
-                        self.freed(state)
-                else:
-                    return await self._create_failed(claim, state, pool_key, exc)
-            except KubeError as exc:
-                log.warning(
-                    "create of IPAddress %s has an unknown outcome (%s); keeping its reservation", key, exc
-                )
-                raise
-            else:
-                state.confirm(key, key_of(created))
-                self._metrics.allocations.inc()
-                self._metrics.latency.observe(time.perf_counter() - started)
-                self._recorder.normal(
-                    claim,
-                    c.ADDRESS_ALLOCATED,
-                    f"allocated {grant.address}/{grant.prefix} from pool {_describe(pool_key)}",
-                )
-                await self._set_ready(claim, _bound(grant.address, pool_key), address_name=name_of(created))
-                return None
-        return await self._adopt(claim, state, pool_key, pool, existing)
+            raise
+        state.confirm(key, key_of(created), uid_of(created))
+        self._metrics.allocations.inc()
+        self._metrics.latency.observe(time.perf_counter() - started)
+        self._recorder.normal(
+            claim,
+            c.ADDRESS_ALLOCATED,
+            f"allocated {grant.address}/{grant.prefix} from pool {_describe(pool_key)}",
+        )
+        await self._set_ready(claim, _bound(grant.address, pool_key), address_name=name_of(created))
+        return None
 
     async def _create_failed(
         self, claim: Obj, state: PoolState, pool_key: str, exc: ApiError
@@ -311,6 +386,37 @@ class ClaimReconciler:
             self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
         raise exc
 
+    def _adoption_refusal(self, claim: Obj, state: PoolState, pool_key: str, address: Obj) -> str | None:
+        """Why the claim must not take this IPAddress of its name (finding 9), or None when it may."""
+        name = name_of(claim)
+        claim_ref = ((address.get("spec") or {}).get("claimRef") or {}).get("name")
+        if claim_ref != name:
+            return (
+                f"IPAddress {key_of(address)} already exists for claim {claim_ref!r}, not for this one; "
+                "delete it or give the claim another name"
+            )
+        for owner in address["metadata"].get("ownerReferences") or []:
+            if owner.get("controller") and not (
+                owner.get("kind") == "IPAddressClaim" and owner.get("name") == name
+            ):
+                return (
+                    f"IPAddress {key_of(address)} already exists and is controlled by "
+                    f"{owner.get('kind')} {owner.get('name')!r}; not adopting it"
+                )
+        text = address_text(address)
+        if not state.is_allocatable(text, prefix_of(address)):
+            return (
+                f"IPAddress {key_of(address)} already exists with address {text}, which pool "
+                f"{_describe(pool_key)} does not hand out; delete it to get an address"
+            )
+        others = state.holders_of(text) - {key_of(address), f"claim:{key_of(claim)}"}
+        if others:
+            return (
+                f"IPAddress {key_of(address)} already exists with address {text}, which is in use in pool "
+                f"{_describe(pool_key)}; delete it to get an address"
+            )
+        return None
+
     async def _adopt(
         self, claim: Obj, state: PoolState, pool_key: str, pool: Obj, address: Obj
     ) -> Result | None:
@@ -322,14 +428,32 @@ class ClaimReconciler:
             )
             await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message))
             return Result(requeue_after=30.0)
-        spec = address.get("spec") or {}
-        state.observe(key_of(address), str(spec.get("address", "")))
+        text = address_text(address)
+        if not _controls(claim, address):
+            refusal = self._adoption_refusal(claim, state, pool_key, address)
+            if refusal is not None:
+                if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, refusal)):
+                    self._recorder.warning(claim, c.ALLOCATION_FAILED, refusal)
+                self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
+                return Result(requeue_after=30.0)
+        elif not _bound_to(claim, address) and not state.is_allocatable(text, prefix_of(address)):
+            # Ours, never handed out (the claim does not point at it yet), and outside the pool as it is
+            # now: a create that landed while the pool shrank. Replace it with an address in the pool.
+            log.info("IPAddress %s (%s) is outside pool %s; replacing it", key_of(address), text, pool_key)
+            if await self._delete_address(address) and state.forget(key_of(address), uid_of(address)):
+                self.freed(state)
+            return Result(requeue=True)
+        state.observe(key_of(address), text, uid_of(address), prefix_of(address), ahead=True)
         patch = self._adoption_patch(claim, state, pool, address)
         if patch is not None:
             try:
                 address = project(
                     await self._client.patch(
-                        self.resources.addresses, name_of(address), patch, namespace_of(address)
+                        self.resources.addresses,
+                        name_of(address),
+                        patch,
+                        namespace_of(address),
+                        request_timeout=self._timeout(),
                     )
                 )
             except ApiError as exc:
@@ -338,19 +462,23 @@ class ClaimReconciler:
                 raise
         if is_deleting(address):
             log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
-        ready = _bound(str(spec.get("address", "")), pool_key)
-        await self._set_ready(claim, ready, address_name=name_of(address))
+        await self._set_ready(claim, _bound(text, pool_key), address_name=name_of(address))
         return None
 
     def _adoption_patch(self, claim: Obj, state: PoolState, pool: Obj, address: Obj) -> Obj | None:
         metadata = address["metadata"]
         finalizers = finalizers_of(address)
-        owners: list[Obj] = [dict(o) for o in metadata.get("ownerReferences") or []]
+        name, uid = name_of(claim), claim["metadata"]["uid"]
+        # A controller reference to an earlier claim of this name (a restore keeps stale UIDs) names an
+        # object that cannot exist any more (names are unique): the live claim takes its place.
+        owners: list[Obj] = [
+            dict(o)
+            for o in metadata.get("ownerReferences") or []
+            if not (o.get("kind") == "IPAddressClaim" and o.get("name") == name and o.get("uid") != uid)
+        ]
+        changed = len(owners) != len(metadata.get("ownerReferences") or [])
         wanted = c.owner_references(self._contract, claim, state.kind, pool)
-        other_controller = any(
-            o.get("controller") and o.get("uid") != claim["metadata"]["uid"] for o in owners
-        )
-        changed = False
+        other_controller = any(o.get("controller") and o.get("uid") != uid for o in owners)
         for ref in wanted:
             if not any(o.get("uid") == ref["uid"] for o in owners):
                 owners.append({**ref, "controller": False} if ref["controller"] and other_controller else ref)
@@ -381,23 +509,30 @@ class ClaimReconciler:
         if address is None:
             # The cache may not have seen an IPAddress created moments ago: ask the apiserver, never assume.
             address = await self._live_address(claim)
-        if address is not None:
+        released = address is not None and _meant_for(claim, pool_key, address)
+        if address is not None and not released:
+            message = (
+                f"left IPAddress {key_of(address)} in place: it is not this claim's (another pool or claim)"
+            )
+            log.info("claim %s: %s", key_of(claim), message)
+            self._recorder.normal(claim, "AddressNotReleased", message)
+        if address is not None and released:
             gone = await self._delete_address(address)
-            if gone and state is not None and state.forget(key_of(address)):
+            if gone and state is not None and state.forget(key_of(address), uid_of(address)):
                 self.freed(state)
         if state is not None and state.abandon(key_of(claim)):
             self.freed(state)
         await self._set_claim_finalizers(claim, [f for f in finalizers_of(claim) if f != CLAIM_FINALIZER])
         self._metrics.releases.inc()
-        if address is not None:
-            address_text = (address.get("spec") or {}).get("address", "")
+        if address is not None and released:
             self._recorder.normal(
-                claim, "AddressReleased", f"released {address_text} to pool {_describe(pool_key)}"
+                claim, "AddressReleased", f"released {address_text(address)} to pool {_describe(pool_key)}"
             )
         return None
 
     def _grace_remaining(self, claim: Obj, pool: Obj | None) -> float:
-        """`addressReuseGracePeriodSeconds`: seconds the address stays held after the claim's deletion."""
+        """`addressReuseGracePeriodSeconds`: seconds the address stays held after the claim's deletion,
+        timed by the apiserver's clock (it wrote the deletionTimestamp)."""
         if pool is None or is_deleting(pool) or decode_pool(pool).kind.family is not PoolFamily.IP:
             return 0.0
         spec = pool_spec(pool)
@@ -412,18 +547,27 @@ class ClaimReconciler:
         name, namespace = name_of(address), namespace_of(address)
         finalizers = finalizers_of(address)
         try:
+            uid = uid_of(address)
             if ADDRESS_FINALIZER in finalizers:
                 remaining = [f for f in finalizers if f != ADDRESS_FINALIZER]
+                meta: Obj = {"finalizers": remaining or None}
+                if uid:
+                    meta["uid"] = uid  # a precondition: never touch another incarnation of the name
                 await self._client.patch(
                     self.resources.addresses,
                     name,
-                    {"metadata": {"finalizers": remaining or None}},
+                    {"metadata": meta},
                     namespace,
+                    request_timeout=self._timeout(),
                 )
-            result = await self._client.delete(self.resources.addresses, name, namespace)
+            result = await self._client.delete(
+                self.resources.addresses, name, namespace, uid=uid, request_timeout=self._timeout()
+            )
         except ApiError as exc:
             if is_not_found(exc):
                 return True
+            if is_conflict(exc):  # the UID precondition failed: another incarnation has the name now
+                return False
             raise
         return result.get("kind") == "Status" or not result.get("metadata", {}).get("finalizers")
 
@@ -448,7 +592,11 @@ class ClaimReconciler:
         }
         try:
             updated = await self._client.patch(
-                self.resources.claims, name_of(claim), patch, namespace_of(claim)
+                self.resources.claims,
+                name_of(claim),
+                patch,
+                namespace_of(claim),
+                request_timeout=self._timeout(),
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -463,7 +611,12 @@ class ClaimReconciler:
             return False
         try:
             updated = await self._client.patch(
-                self.resources.claims, name_of(claim), patch, namespace_of(claim), subresource="status"
+                self.resources.claims,
+                name_of(claim),
+                patch,
+                namespace_of(claim),
+                subresource="status",
+                request_timeout=self._timeout(),
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -471,6 +624,33 @@ class ClaimReconciler:
             raise
         claim.update(project(updated))
         return True
+
+
+def _controller(address: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((o for o in address["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+
+
+def _controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
+    controller = _controller(address)
+    return controller is not None and controller.get("uid") == claim["metadata"].get("uid")
+
+
+def _bound_to(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    return ((claim.get("status") or {}).get("addressRef") or {}).get("name") == name_of(address)
+
+
+def _meant_for(claim: Mapping[str, Any], pool_key: str, address: Mapping[str, Any]) -> bool:
+    """Whether releasing the claim may delete this IPAddress: it is of the claim's pool, its claimRef names
+    the claim, and it has no controller or a claim of that name (this one, or an earlier incarnation)."""
+    if address_pool_key(address) != pool_key:
+        return False
+    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
+        return False
+    controller = _controller(address)
+    return controller is None or (
+        controller.get("kind") == "IPAddressClaim" and controller.get("name") == name_of(claim)
+    )
 
 
 def _controlled_by_claim(address: Obj, name: str) -> bool:

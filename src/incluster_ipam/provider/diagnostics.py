@@ -11,6 +11,9 @@ Cluster API's `--diagnostics-address` (default `:8443`), as controller-runtime's
   denied; the manifests ship the `metrics-reader` ClusterRole to bind to a scraper);
 - both answers cached per token for `cache_ttl` seconds (10 by default), so a scrape every few seconds costs
   the apiserver about one review pair per scraper and TTL;
+- at most `MAX_REVIEWS` reviews in flight and `MAX_WAITING` callers waiting for one; anyone beyond gets 429
+  at once (finding 10 of the December review: random tokens never hit the cache, so without a bound any
+  pod could make the provider flood the apiserver and starve its own lease renewals);
 - when the apiserver cannot answer a review: 503, nothing cached.
 
 `--insecure-diagnostics` serves the same `/metrics` over plain HTTP without any check (for local runs and
@@ -20,16 +23,16 @@ for clusters that protect the port otherwise). The provider's ServiceAccount nee
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import ipaddress
 import logging
-import shutil
+import os
 import socket
 import ssl
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,40 +46,40 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from incluster_ipam.kube import KubeError, Obj, Resource
+from incluster_ipam.runtime.tls import TLS_VERSIONS, ServingTLS, server_context, tls_version
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 DEFAULT_CACHE_TTL = 10.0
 MAX_CACHED_TOKENS = 1024
+MAX_REVIEWS = 4
+MAX_WAITING = 32
+
+__all__ = [
+    "METRICS_PATH",
+    "SUBJECT_ACCESS_REVIEWS",
+    "TLS_VERSIONS",
+    "TOKEN_REVIEWS",
+    "Decision",
+    "DiagnosticsServer",
+    "KubeAuthorizer",
+    "bearer_token",
+    "self_signed_pair",
+    "server_ssl_context",
+    "tls_version",
+]
 
 TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
 SUBJECT_ACCESS_REVIEWS = Resource(
     "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False
 )
 
-TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
-    "VersionTLS12": ssl.TLSVersion.TLSv1_2,
-    "VersionTLS13": ssl.TLSVersion.TLSv1_3,
-}
-"""`--tls-min-version` values (Cluster API's names); TLS 1.0 and 1.1 are not offered."""
-
-
-def tls_version(name: str) -> ssl.TLSVersion:
-    """`VersionTLS12` -> `ssl.TLSVersion.TLSv1_2`; ValueError for anything else."""
-    try:
-        return TLS_VERSIONS[name]
-    except KeyError:
-        raise ValueError(f"unsupported TLS version {name!r}; use one of {', '.join(TLS_VERSIONS)}") from None
-
 
 def server_ssl_context(
     cert_file: str | Path, key_file: str | Path, min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
 ) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = min_version
-    context.load_cert_chain(str(cert_file), str(key_file))
-    return context
+    return server_context(cert_file, key_file, min_version)
 
 
 # ---- authentication and authorization ------------------------------------------------------------------
@@ -126,8 +129,12 @@ class KubeAuthorizer:
         self._max_entries = max_entries
         self._clock = clock
         self._cache: dict[tuple[str, str, str], tuple[float, Decision]] = {}
+        self._in_flight = asyncio.Semaphore(MAX_REVIEWS)
+        self._waiting = 0
         self.reviews = 0
         """TokenReviews sent (for tests and debugging)."""
+        self.turned_away = 0
+        """Requests answered 429 because too many were waiting for a review."""
 
     async def authorize(self, authorization: str | None, path: str, verb: str) -> Decision:
         token = bearer_token(authorization)
@@ -138,11 +145,21 @@ class KubeAuthorizer:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if self._waiting >= MAX_WAITING:
+            self.turned_away += 1
+            return Decision(429, "Too Many Requests: too many requests are waiting to be verified")
+        self._waiting += 1
         try:
-            decision = await self._review(token, path, verb)
+            async with self._in_flight:
+                cached = self._cache.get(key)  # a concurrent request with the same token may have asked
+                if cached is not None and cached[0] > self._clock():
+                    return cached[1]
+                decision = await self._review(token, path, verb)
         except KubeError as exc:
             log.warning("metrics request not verified: the apiserver could not review it: %s", exc)
             return Decision(503, "Service Unavailable: could not verify the request")
+        finally:
+            self._waiting -= 1
         self._remember(key, now + self._ttl, decision)
         return decision
 
@@ -237,6 +254,7 @@ class DiagnosticsServer:
         cert_file: str | Path | None = None,
         key_file: str | Path | None = None,
         min_tls_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+        ciphers: str | None = None,
     ) -> None:
         if not insecure and authorizer is None:
             raise ValueError("secure diagnostics need an authorizer (or insecure=True)")
@@ -252,9 +270,10 @@ class DiagnosticsServer:
         self._render = render
         self._authorizer = authorizer
         self._min_tls = min_tls_version
-        self._ssl: ssl.SSLContext | None = None
+        self._ciphers = ciphers
+        self._tls: ServingTLS | None = None
         self._runner: web.AppRunner | None = None
-        self._self_signed_dir: Path | None = None
+        self._self_signed_fds: list[int] = []
 
     @property
     def url(self) -> str:
@@ -265,7 +284,7 @@ class DiagnosticsServer:
     @property
     def watched_files(self) -> tuple[Path, Path] | None:
         """The certificate and key to watch for renewal (None when insecure or self-signed)."""
-        if self.insecure or self._self_signed_dir is not None or self.cert_file is None:
+        if self.insecure or self._self_signed_fds or self.cert_file is None:
             return None
         assert self.key_file is not None
         return (self.cert_file, self.key_file)
@@ -286,14 +305,16 @@ class DiagnosticsServer:
         return web.Response(body=self._render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _generate_self_signed(self) -> None:
-        directory = Path(tempfile.mkdtemp(prefix="incluster-ipam-diagnostics-"))
+        """A throwaway pair in anonymous memory files (memfd): nothing written to disk, so it works under
+        a read-only root filesystem (finding 19 of the December review)."""
         cert_pem, key_pem = self_signed_pair(("localhost", "127.0.0.1", socket.gethostname()))
-        (directory / "tls.crt").write_bytes(cert_pem)
-        key_path = directory / "tls.key"
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key_pem)
-        self._self_signed_dir = directory
-        self.cert_file, self.key_file = directory / "tls.crt", key_path
+        paths = []
+        for name, content in (("tls.crt", cert_pem), ("tls.key", key_pem)):
+            fd = os.memfd_create(f"incluster-ipam-diagnostics-{name}")
+            os.write(fd, content)
+            self._self_signed_fds.append(fd)
+            paths.append(Path(f"/proc/self/fd/{fd}"))
+        self.cert_file, self.key_file = paths
         log.info("diagnostics: no certificate given, serving a self-signed one")
 
     async def start(self) -> None:
@@ -305,7 +326,8 @@ class DiagnosticsServer:
                 self._generate_self_signed()
             assert self.cert_file is not None
             assert self.key_file is not None
-            site_ssl = self._ssl = server_ssl_context(self.cert_file, self.key_file, self._min_tls)
+            self._tls = ServingTLS(self.cert_file, self.key_file, self._min_tls, self._ciphers)
+            site_ssl = self._tls.context
         runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -319,18 +341,16 @@ class DiagnosticsServer:
         log.info("diagnostics served at %s%s", self.url, METRICS_PATH)
 
     def reload_certificates(self) -> None:
-        """Load the certificate files again (checked first: a bad pair leaves the served one in place)."""
-        if self._ssl is None:
+        """Load the certificate files again (a pair that does not load raises; the served one stays)."""
+        if self._tls is None:
             raise RuntimeError("diagnostics server not started or not serving TLS")
-        assert self.cert_file is not None
-        assert self.key_file is not None
-        server_ssl_context(self.cert_file, self.key_file, self._min_tls)  # raises on a bad pair
-        self._ssl.load_cert_chain(str(self.cert_file), str(self.key_file))
+        self._tls.reload()
 
     def _cleanup_self_signed(self) -> None:
-        if self._self_signed_dir is not None:
-            shutil.rmtree(self._self_signed_dir, ignore_errors=True)
-            self._self_signed_dir = None
+        for fd in self._self_signed_fds:
+            os.close(fd)
+        if self._self_signed_fds:
+            self._self_signed_fds.clear()
             self.cert_file = self.key_file = None
 
     async def stop(self) -> None:

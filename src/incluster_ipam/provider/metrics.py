@@ -62,6 +62,22 @@ class Metrics:
         self.queue_depth = Gauge(
             f"{_PREFIX}_claim_queue_depth", "Claims waiting to be reconciled.", registry=self.registry
         )
+        self.informer_stale = Gauge(
+            f"{_PREFIX}_informer_stale_seconds",
+            "Seconds since the apiserver last told an informer anything (list, event, bookmark, watch end).",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.takeover_seconds = Gauge(
+            f"{_PREFIX}_takeover_duration_seconds",
+            "How long the last start of leading took (fresh list and book built).",
+            registry=self.registry,
+        )
+        self.writes_fenced = Counter(
+            f"{_PREFIX}_writes_fenced",
+            "Writes not sent because leadership was no longer certain.",
+            registry=self.registry,
+        )
 
     def set_pool(self, labels: tuple[str, str, str], counts: PoolCounts) -> None:
         """Per-pool gauges; `labels` is (kind, namespace, name)."""

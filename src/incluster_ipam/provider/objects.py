@@ -24,6 +24,8 @@ _KEPT_ANNOTATIONS = frozenset(
         "clusterctl.cluster.x-k8s.io/delete-for-move",
     }
 )
+#: Labels the provider looks at (claims and IPAddresses); all others are dropped.
+_KEPT_LABELS = frozenset({CLUSTER_NAME_LABEL, WATCH_FILTER_LABEL})
 _KEPT_METADATA = (
     "name",
     "namespace",
@@ -35,18 +37,64 @@ _KEPT_METADATA = (
 )
 
 
-def project(obj: Mapping[str, Any]) -> Obj:
-    """Keep identity, labels, the annotations we read, finalizers, owner references, spec and status."""
-    metadata = obj.get("metadata") or {}
+def _metadata(metadata: Mapping[str, Any], *, labels: bool = True, owners: bool = False) -> Obj:
     kept: Obj = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
-    if metadata.get("labels"):
-        kept["labels"] = dict(metadata["labels"])
+    if labels:
+        found = {k: v for k, v in (metadata.get("labels") or {}).items() if k in _KEPT_LABELS}
+        if found:
+            kept["labels"] = found
     annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k in _KEPT_ANNOTATIONS}
     if annotations:
         kept["annotations"] = annotations
-    if metadata.get("ownerReferences"):
+    if owners and metadata.get("ownerReferences"):
+        # All of them: an adoption patch rewrites the list and must not drop anyone else's reference.
         kept["ownerReferences"] = metadata["ownerReferences"]
-    out: Obj = {"apiVersion": obj.get("apiVersion", ""), "kind": obj.get("kind", ""), "metadata": kept}
+    return kept
+
+
+def _picked(section: object, keys: tuple[str, ...]) -> Obj:
+    if not isinstance(section, Mapping):
+        return {}
+    return {key: section[key] for key in keys if key in section}
+
+
+def project(obj: Mapping[str, Any]) -> Obj:
+    """What the informers keep of an object: only what the provider reads, by kind (finding 12 of the
+    December review: a label-stuffed object must not cost its full size in every replica's memory).
+
+    - IPAddressClaim: identity, the two labels and annotations read, `spec.poolRef`/`clusterName`, and
+      `status.conditions`/`addressRef`; a claim of another provider's pool kind keeps only its identity
+      and `poolRef`;
+    - IPAddress: identity, owner references, the cluster-name label, the spec;
+    - Cluster: identity, the paused annotation and `spec.paused`;
+    - pools (and anything else): identity, the annotations read, spec and status.
+    """
+    metadata = obj.get("metadata") or {}
+    kind = obj.get("kind", "")
+    out: Obj = {"apiVersion": obj.get("apiVersion", ""), "kind": kind}
+    if kind == "IPAddressClaim":
+        spec = _picked(obj.get("spec"), ("poolRef", "clusterName"))
+        if claim_pool_key({"metadata": metadata, "spec": spec}) is None:
+            out["metadata"] = _metadata(metadata, labels=False)
+            out["spec"] = _picked(spec, ("poolRef",))
+            return out
+        out["metadata"] = _metadata(metadata)
+        out["spec"] = spec
+        status = _picked(obj.get("status"), ("conditions", "addressRef"))
+        if status:
+            out["status"] = status
+        return out
+    if kind == "IPAddress":
+        out["metadata"] = _metadata(metadata, owners=True)
+        out["spec"] = _picked(obj.get("spec"), ("address", "prefix", "gateway", "claimRef", "poolRef"))
+        return out
+    if kind == "Cluster":
+        out["metadata"] = _metadata(metadata, labels=False)
+        cluster_spec = obj.get("spec")
+        paused = isinstance(cluster_spec, Mapping) and bool(cluster_spec.get("paused"))
+        out["spec"] = {"paused": paused}
+        return out
+    out["metadata"] = _metadata(metadata, labels=False, owners=True)
     if "spec" in obj:
         out["spec"] = obj["spec"]
     if "status" in obj:
@@ -113,11 +161,13 @@ def split_pool_key(key: str) -> tuple[PoolKind, str, str]:
     return kind, namespace, name
 
 
-def _ref_pool_key(ref: object, namespace: str) -> str | None:
-    """The pool a `poolRef` points at, if it is one of our four kinds in our group; else None."""
+def _ref_pool_key(ref: object, namespace: str, *, default_group: bool) -> str | None:
+    """The pool a `poolRef` points at, if it is one of our four kinds in our group; else None. An empty
+    group counts as ours only with `default_group` (upstream's IPAddress index defaults it; its claim
+    predicate does not)."""
     if not isinstance(ref, Mapping):
         return None
-    group = ref.get("apiGroup") or GROUP
+    group = ref.get("apiGroup") or (GROUP if default_group else "")
     kind = pool_kind(str(ref.get("kind", "")))
     name = ref.get("name")
     if group != GROUP or kind is None or not isinstance(name, str) or not name:
@@ -126,13 +176,16 @@ def _ref_pool_key(ref: object, namespace: str) -> str | None:
 
 
 def claim_pool_key(claim: Mapping[str, Any]) -> str | None:
-    """The pool a claim asks for (namespaced pools are looked up in the claim's namespace)."""
-    return _ref_pool_key((claim.get("spec") or {}).get("poolRef"), namespace_of(claim))
+    """The pool a claim asks for (namespaced pools are looked up in the claim's namespace). A poolRef
+    without `apiGroup` (possible in v1beta1) is not ours, as upstream's claim predicate has it."""
+    return _ref_pool_key((claim.get("spec") or {}).get("poolRef"), namespace_of(claim), default_group=False)
 
 
 def address_pool_key(address: Mapping[str, Any]) -> str | None:
-    """The pool an IPAddress was allocated from."""
-    return _ref_pool_key((address.get("spec") or {}).get("poolRef"), namespace_of(address))
+    """The pool an IPAddress was allocated from (an empty group counts as ours: holding is the safe side)."""
+    return _ref_pool_key(
+        (address.get("spec") or {}).get("poolRef"), namespace_of(address), default_group=True
+    )
 
 
 def claim_cluster_name(claim: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from incluster_ipam.api.constants import GROUP, POOL_FINALIZER, V1ALPHA2, PoolKind
 from incluster_ipam.kube import ApiError, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
+from incluster_ipam.runtime import Fence, NotLeading, Unfenced, write_timeout
 
 from .book import PoolSpecError, PoolState
 from .claims import Informers
@@ -42,12 +43,16 @@ class PoolStatusWriter:
         metrics: Metrics,
         *,
         interval: float = 0.25,
+        known_state: Callable[[str], PoolState | None] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._client = client
         self._informers = informers
         self._pool_state = pool_state
+        self._known_state = known_state or (lambda _key: None)
         self._metrics = metrics
         self._interval = interval
+        self.fence: Fence = fence or Unfenced()
         self._dirty: set[str] = set()
         self._wakeup = asyncio.Event()
         self.writes = 0
@@ -67,6 +72,8 @@ class PoolStatusWriter:
                 *(self.flush(key) for key in sorted(batch)), return_exceptions=True
             )
             for key, result in zip(sorted(batch), results, strict=True):
+                if isinstance(result, NotLeading):
+                    return  # a stale status must not land after the next leader's first one
                 if isinstance(result, Exception):
                     log.warning("pool %s: status update failed (%s); retrying", key, result)
                     self._dirty.add(key)
@@ -102,10 +109,14 @@ class PoolStatusWriter:
             await self._patch(resource, pool, {"status": {"ipAddresses": status}}, subresource="status")
 
     async def _finish_deletion(self, pool_key: str, pool: Obj, resource: Resource) -> None:
-        """Drop the finalizer once no IPAddress references the pool (status is frozen while deleting)."""
+        """Drop the finalizer once no IPAddress references the pool and no reservation of it is still in
+        flight (a create that may yet land; finding 16). Status is frozen while deleting."""
         if POOL_FINALIZER not in finalizers_of(pool):
             return
         if self._informers.addresses.index_keys(BY_POOL, pool_key):
+            return
+        state = self._known_state(pool_key)
+        if state is not None and (state.pending_count or not state.is_empty()):
             return
         remaining = [f for f in finalizers_of(pool) if f != POOL_FINALIZER]
         await self._set_finalizers(resource, pool, remaining)
@@ -121,8 +132,11 @@ class PoolStatusWriter:
 
     async def _patch(self, resource: Resource, pool: Obj, patch: Obj, subresource: str | None = None) -> None:
         namespace = namespace_of(pool) if resource.namespaced else None
+        timeout = write_timeout(self.fence, self._client.timeout)
         try:
-            await self._client.patch(resource, name_of(pool), patch, namespace, subresource=subresource)
+            await self._client.patch(
+                resource, name_of(pool), patch, namespace, subresource=subresource, request_timeout=timeout
+            )
             self.writes += 1
         except ApiError as exc:
             if not is_not_found(exc):

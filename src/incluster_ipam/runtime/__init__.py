@@ -7,6 +7,7 @@ Imitates client-go's semantics (reflector/informer, workqueue, leaderelection); 
 from __future__ import annotations
 
 from .backoff import Backoff, ItemBackoff
+from .fence import Fence, LeaseFence, NotLeading, Unfenced, write_timeout
 from .informer import SYNC, Informer, ListWatch, ResourceListWatch
 from .leaderelection import LeaderElectionConfig, LeaderElector, LeaseRecord, default_identity
 from .logs import JsonFormatter, KeyValueFormatter, bind, setup_logging
@@ -17,6 +18,7 @@ from .workqueue import QueueShutDown, Result, WorkQueue
 __all__ = [
     "SYNC",
     "Backoff",
+    "Fence",
     "IndexFunc",
     "Informer",
     "ItemBackoff",
@@ -24,16 +26,20 @@ __all__ = [
     "KeyValueFormatter",
     "LeaderElectionConfig",
     "LeaderElector",
+    "LeaseFence",
     "LeaseRecord",
     "ListWatch",
+    "NotLeading",
     "QueueShutDown",
     "ResourceListWatch",
     "Result",
     "Store",
+    "Unfenced",
     "WorkQueue",
     "bind",
     "default_identity",
     "install_signal_handlers",
     "remove_signal_handlers",
     "setup_logging",
+    "write_timeout",
 ]

@@ -4,8 +4,12 @@ store and shared-informer handlers in one).
 - Lists (paginated, projecting each page as it arrives, so 20k full objects are never held at once), then
   watches with bookmarks from the list's resourceVersion; a watch that ends resumes from the last seen
   resourceVersion.
-- 410 Gone (expired resourceVersion or continue token) relists at once; other failures back off (0.8 s
-  doubling to 30 s by default) and resume the watch (transport errors) or relist (apiserver errors).
+- 410 Gone (expired resourceVersion or continue token) relists at once. Other failures back off (0.8 s
+  doubling to 30 s by default, at least the server's Retry-After) and resume the watch: transport errors,
+  429 (API Priority and Fairness) and 5xx alike, as client-go's reflector does for throttling; a relist
+  under throttling would only add load. Other refusals (403 after an RBAC change, 400) relist.
+- `last_heard` tells when the apiserver last answered (a list, an event, a bookmark), so a watch that
+  hangs without a word shows as stale (`stale_seconds`) until its idle timeout ends it.
 - A relist swaps in a freshly built store atomically and reports the difference to the handlers (ADDED,
   MODIFIED for changed resourceVersions, DELETED for objects that vanished while we were not watching).
 - Optional resync re-delivers every object as SYNC.
@@ -113,7 +117,7 @@ class Informer:
         resync_period: float | None = None,
         page_size: int | None = 500,
         backoff: Backoff | None = None,
-        watch_timeout: tuple[int, int] = (300, 600),
+        watch_timeout: tuple[int, int] = (60, 100),
     ) -> None:
         self.name = name
         self._source = source
@@ -131,6 +135,7 @@ class Informer:
         #: Counters, for logs and tests.
         self.lists = 0
         self.watches = 0
+        self._heard_at = -float("inf")
 
     @classmethod
     def for_resource(
@@ -167,6 +172,12 @@ class Informer:
 
     async def wait_synced(self) -> None:
         await self._synced.wait()
+
+    @property
+    def stale_seconds(self) -> float:
+        """Seconds since the apiserver last told this informer anything (a list, an event, a bookmark, a
+        watch ending in order); infinite before the first list."""
+        return time.monotonic() - self._heard_at
 
     @property
     def resource_version(self) -> str:
@@ -252,9 +263,12 @@ class Informer:
                     need_list = True
                 except KubeError as exc:
                     delay = self._backoff.next()
+                    if isinstance(exc, ApiError):
+                        delay = max(delay, exc.retry_after or 0.0)
+                        # Throttled or failing: retry where we were (a 410 would tell us to relist). Any
+                        # other refusal of a watch: relist.
+                        need_list = need_list or not (exc.status == 429 or exc.status >= 500)
                     log.warning("%s: %s; retrying in %.1f s", self.name, exc, delay)
-                    # The server answered but refused: relist rather than retry a watch it rejected.
-                    need_list = need_list or isinstance(exc, ApiError)
                     await asyncio.sleep(delay)
                 except Exception:
                     delay = self._backoff.next()
@@ -278,6 +292,7 @@ class Informer:
             store, version = await self._list_into_store(None)
         old, self._store = self._store, store
         self._resource_version = version
+        self._heard_at = time.monotonic()
         self.lists += 1
         log.debug("%s: listed %d objects at resourceVersion %s", self.name, len(store), version)
         await self._report_replace(old, store)
@@ -321,6 +336,7 @@ class Informer:
         stream = self._source.watch(self._resource_version, timeout)
         try:
             async for event in stream:
+                self._heard_at = time.monotonic()
                 await self._apply(event)
                 events += 1
                 if events == 1:
@@ -329,6 +345,7 @@ class Informer:
                     await asyncio.sleep(0)  # a burst of buffered events must not hog the loop
         finally:
             await stream.aclose()
+        self._heard_at = time.monotonic()  # the server ended the watch in order: it is alive
         if events == 0 and time.monotonic() - started < 1.0:
             # A watch closed at once without a word: do not spin.
             await asyncio.sleep(self._backoff.next())

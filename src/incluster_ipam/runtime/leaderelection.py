@@ -153,6 +153,7 @@ class LeaderElector:
         self._observed_at = -math.inf
         self._leader = ""
         self._leading_task: asyncio.Task[Any] | None = None
+        self._acquired_at = -math.inf
 
     @property
     def identity(self) -> str:
@@ -167,7 +168,20 @@ class LeaderElector:
     def is_leader(self) -> bool:
         """True while we hold the lease and renewed it less than `renew_deadline` ago."""
         loop = asyncio.get_running_loop()
-        return self._leading and loop.time() < self._renewed_at + self.config.renew_deadline
+        return self._leading and loop.time() < self.valid_until
+
+    @property
+    def valid_until(self) -> float:
+        """The event-loop time until which our leadership is certain: the start of the last successful
+        renewal plus the renew deadline, i.e. the lease duration minus a safety margin of
+        `lease_duration - renew_deadline` for clock rates and requests in transit. A standby times the
+        lease from after it saw our renewal, so it cannot take over before this. -inf when not leading."""
+        return self._renewed_at + self.config.renew_deadline if self._leading else -math.inf
+
+    @property
+    def acquired_at(self) -> float:
+        """Event-loop time of the renewal that made us leader (-inf when not leading)."""
+        return self._acquired_at if self._leading else -math.inf
 
     async def wait_leading(self) -> None:
         await self._leading_event.wait()
@@ -240,10 +254,14 @@ class LeaderElector:
 
     async def _try_acquire_or_renew(self, request_timeout: float) -> bool:
         loop = asyncio.get_running_loop()
+        # As client-go: `now` (before the GET) judges expiry, so a slow GET errs on the side of "not yet
+        # expired"; a record that changed is timed from *after* the GET, so a slow GET that brings news
+        # never makes the lease look older than it is (finding 6 of the December review).
         now = loop.time()
         name, namespace = self.config.name, self.config.namespace
         try:
             lease = await self._client.get(LEASES, name, namespace, request_timeout=request_timeout)
+            seen = loop.time()
         except ApiError as exc:
             if not exc.is_not_found:
                 raise
@@ -260,12 +278,12 @@ class LeaderElector:
                 if create_exc.status == 409:
                     return False  # another candidate created it first
                 raise
-            self._observe(record, now)
+            self._observe(record, loop.time())
             return True
 
         current = LeaseRecord.from_lease(lease)
         if current != self._observed:
-            self._observe(current, now)
+            self._observe(current, seen)
         if held_by_other(current, self.identity, self._observed_at, now):
             return False
         record = next_record(current, self.identity, self.config.lease_duration, micro_time())
@@ -276,7 +294,7 @@ class LeaderElector:
             if exc.status == 409:
                 return False  # someone wrote in between; re-read next time
             raise
-        self._observe(record, now)
+        self._observe(record, loop.time())
         return True
 
     def _observe(self, record: LeaseRecord, now: float) -> None:
@@ -303,16 +321,28 @@ class LeaderElector:
 
     def _become_leader(self) -> None:
         self._leading = True
+        self._acquired_at = self._renewed_at
         self._leading_event.set()
         if self._on_started is None:
             return
         try:
             result = self._on_started()
         except Exception:
-            log.exception("on_started_leading callback failed")
+            log.exception("on_started_leading callback failed; stepping down")
+            self._stop.set()
             return
         if inspect.isawaitable(result):
             self._leading_task = asyncio.ensure_future(result)
+            self._leading_task.add_done_callback(self._leading_done)
+
+    def _leading_done(self, task: asyncio.Task[Any]) -> None:
+        """A leader whose start-up work failed must not keep the lease (nobody else could lead)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: starting to lead failed (%r); stepping down", self.identity, exc)
+            self._stop.set()
 
     async def _step_down(self) -> None:
         was_leading, self._leading = self._leading, False

@@ -3,17 +3,27 @@ answer the way controller-runtime does (statuses, warnings, JSONPatch).
 
 Malformed input never raises: it becomes a denial with a 400 status, and any unexpected failure a denial
 with a 500 InternalError status, always inside a well-formed AdmissionReview.
+
+Cost (finding 5 of the December review): each request validates its pool once, and the CPU-heavy steps
+(validation, in-use protection, overlap) run in a worker thread, one request at a time, so a huge pool never
+stalls the event loop that also renews the provider's lease; reachable pools' address spaces are remembered
+per version (`overlap.AddressSpaces`).
+
+Forged reviews (finding 17): anyone who can reach the port can POST a review. A review about an existing
+pool is answered from the cluster's view only when its old object carries the stored pool's UID, which the
+apiserver always sends; otherwise it is refused without a word about the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from incluster_ipam.api import conversion, overlap
 from incluster_ipam.api.constants import (
@@ -23,7 +33,7 @@ from incluster_ipam.api.constants import (
     PoolFamily,
     PoolKind,
 )
-from incluster_ipam.api.errors import Status, bad_request, internal_error
+from incluster_ipam.api.errors import Status, bad_request, conflict, internal_error, service_unavailable
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, Pool, PrefixPoolSpec, decode_pool
 from incluster_ipam.api.prefix_validation import (
     prefix_pool_status,
@@ -32,11 +42,11 @@ from incluster_ipam.api.prefix_validation import (
 )
 from incluster_ipam.api.validation import (
     delete_validation_skipped,
+    in_use_status,
     ip_pool_status,
-    validate_ip_pool_update,
     validate_pool_delete,
 )
-from incluster_ipam.webhooks.lookups import AddressLookup, PoolLookup
+from incluster_ipam.webhooks.lookups import AddressLookup, NotSynced, PoolLookup, StoredUidLookup
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,7 @@ ADMISSION_V1 = "admission.k8s.io/v1"
 ADMISSION_VERSIONS = (ADMISSION_V1, "admission.k8s.io/v1beta1")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -158,15 +169,32 @@ class LookupFailed(Exception):
     """An injected lookup raised or timed out."""
 
 
+class LookupUnavailable(Exception):
+    """An injected lookup cannot answer yet (its caches have not synced)."""
+
+
 class PoolAdmission:
     """Admission decisions for the pool kinds, with the cluster lookups injected."""
 
     def __init__(
-        self, addresses: AddressLookup, pools: PoolLookup | None = None, *, lookup_timeout: float = 5.0
+        self,
+        addresses: AddressLookup,
+        pools: PoolLookup | None = None,
+        *,
+        stored_uid: StoredUidLookup | None = None,
+        lookup_timeout: float = 5.0,
     ) -> None:
         self._addresses = addresses
         self._pools = pools
+        self._stored_uid = stored_uid
         self._timeout = lookup_timeout
+        self._spaces = overlap.AddressSpaces()
+        self._cpu = asyncio.Semaphore(1)
+
+    async def _off_loop(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run CPU-heavy pure work in a worker thread, one request at a time."""
+        async with self._cpu:
+            return await asyncio.to_thread(call, *args, **kwargs)
 
     async def review(self, route: Route, request: AdmissionRequest) -> Verdict:
         """Decide one request; never raises."""
@@ -178,6 +206,8 @@ class PoolAdmission:
             return await self._validate(route.kind, request)
         except (DecodeError, conversion.ConversionError) as exc:
             return Verdict.deny(bad_request(str(exc)))
+        except LookupUnavailable as exc:
+            return Verdict.deny(service_unavailable(str(exc)))
         except LookupFailed as exc:
             return Verdict.deny(internal_error(str(exc)))
         except Exception as exc:  # a bug must deny cleanly, not break the API server's call
@@ -196,9 +226,9 @@ class PoolAdmission:
             obj = conversion.ip_pool_up(obj)
         pool = decode_pool(obj, kind)
         if kind.namespaced and not pool.namespace and request.namespace:
-            pool = Pool(pool.kind, pool.name, request.namespace, pool.spec, pool.annotations)
+            pool = dataclasses.replace(pool, namespace=request.namespace)
         if not pool.name and request.name:
-            pool = Pool(pool.kind, request.name, pool.namespace, pool.spec, pool.annotations)
+            pool = dataclasses.replace(pool, name=request.name)
         return pool
 
     async def _lookup(self, what: str, call: Awaitable[T]) -> T:
@@ -206,8 +236,21 @@ class PoolAdmission:
             return await asyncio.wait_for(call, self._timeout)
         except TimeoutError:
             raise LookupFailed(f"{what} timed out after {self._timeout:g}s") from None
+        except NotSynced as exc:
+            raise LookupUnavailable(f"{what}: {exc}; retry") from exc
         except Exception as exc:
             raise LookupFailed(f"{what} failed: {exc}") from exc
+
+    async def _is_stored(self, old: Pool) -> bool:
+        """Whether `old` is the stored pool of its name (or no pool of that name is known): forged or
+        stale reviews about an existing pool carry another UID (or none)."""
+        if self._stored_uid is None:
+            return True
+        namespace = old.namespace if old.kind.namespaced else None
+        stored = await self._lookup(
+            f"looking up {old.ref}", self._stored_uid(old.kind.kind, namespace, old.name)
+        )
+        return stored is None or stored == old.uid
 
     async def _allocated(self, pool: Pool) -> Sequence[Any]:
         namespace = pool.namespace if pool.kind.namespaced else None
@@ -247,16 +290,23 @@ class PoolAdmission:
         status: Status | None
         warnings: list[str] = []
         if isinstance(pool.spec, IPPoolSpec):
-            status = ip_pool_status(kind.kind, pool.name, pool.spec)
+            status = await self._off_loop(ip_pool_status, kind.kind, pool.name, pool.spec)
             if status is None and old is not None:
+                if not await self._is_stored(old):
+                    return Verdict.deny(_NOT_STORED)
+                assert isinstance(old.spec, IPPoolSpec)
                 in_use = [a.address for a in await self._allocated(old)]
-                status = validate_ip_pool_update(kind.kind, pool.name, pool.spec, in_use)
+                status = await self._off_loop(in_use_status, pool.spec, in_use, old.spec)
         else:
-            status = prefix_pool_status(kind.kind, pool.name, pool.spec)
+            status = await self._off_loop(prefix_pool_status, kind.kind, pool.name, pool.spec)
             if status is None and old is not None:
+                if not await self._is_stored(old):
+                    return Verdict.deny(_NOT_STORED)
                 assert isinstance(old.spec, PrefixPoolSpec)
                 allocated = await self._allocated(old)
-                status = validate_prefix_pool_update(kind.kind, pool.name, old.spec, pool.spec, allocated)
+                status = await self._off_loop(
+                    validate_prefix_pool_update, kind.kind, pool.name, old.spec, pool.spec, allocated
+                )
             if status is None:
                 warnings.extend(prefix_pool_warnings(pool.spec))
         if status is not None:
@@ -268,6 +318,8 @@ class PoolAdmission:
         pool = self._decode(kind, request.old_object, request)
         if delete_validation_skipped(pool.annotations):
             return ALLOW
+        if not await self._is_stored(pool):
+            return Verdict.deny(_NOT_STORED)
         allocated = await self._allocated(pool)
         status = validate_pool_delete(pool.annotations, len(allocated))
         return ALLOW if status is None else Verdict.deny(status)
@@ -281,4 +333,9 @@ class PoolAdmission:
         except LookupFailed as exc:
             log.warning("overlap check for %s skipped: %s", pool.ref, exc)
             return [f"overlap with other pools not checked: {exc}"]
-        return overlap.overlap_warnings(pool, others)
+        return await self._off_loop(overlap.overlap_warnings, pool, others, self._spaces)
+
+
+#: The answer to a review whose old object is not the stored pool (forged, or about to be stale): nothing
+#: about the stored pool, and a hint that a genuine request may simply be retried.
+_NOT_STORED = conflict("the object in this review is not the stored one; retry with the current object")

@@ -4,10 +4,9 @@ cert-manager renews certificates into a Secret; the kubelet updates the mounted 
 (`..data`), so the files get a new inode and mtime. `CertWatcher` polls `os.stat` of the certificate and
 key every few seconds and calls the server's `reload_certificates()` when either changed.
 
-A pair is checked in a scratch `SSLContext` before the server is told to reload: loading a certificate whose
-key does not match into a live context drops the context's key (OpenSSL), so a half-written rotation would
-otherwise break every new handshake until the next good reload. A pair that does not load is retried on the
-next poll; the server keeps serving the previous certificate meanwhile.
+The server's `reload_certificates()` builds a complete new context from the files and swaps it in
+(`incluster_ipam.runtime.tls.ServingTLS`), so a half-written rotation can never break the served pair: a pair
+that does not load raises, is retried on the next poll, and the server keeps serving the previous one.
 """
 
 from __future__ import annotations
@@ -36,11 +35,6 @@ def file_state(path: Path) -> FileState:
     except FileNotFoundError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def check_pair(cert_file: Path, key_file: Path) -> None:
-    """Raise (ssl.SSLError, OSError) unless the files hold a certificate chain and its matching key."""
-    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert_file), str(key_file))
 
 
 class CertWatcher:
@@ -78,7 +72,6 @@ class CertWatcher:
         if state == self._loaded or None in state:
             return False
         try:
-            check_pair(self.cert_file, self.key_file)
             self._reload()
         except (OSError, ssl.SSLError, ValueError) as exc:
             if state != self._failed:  # say it once per version of the files, not every poll

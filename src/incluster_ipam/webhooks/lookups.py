@@ -33,6 +33,16 @@ class AddressLookup(Protocol):
     async def __call__(self, kind: str, namespace: str | None, name: str) -> Sequence[AllocatedAddress]: ...
 
 
+class NotSynced(Exception):
+    """The caches behind a lookup have not finished their first list: no answer can be trusted yet."""
+
+
+class StoredUidLookup(Protocol):
+    """The UID of the stored pool of that kind and name (namespace None for global pools), None if none."""
+
+    async def __call__(self, kind: str, namespace: str | None, name: str) -> str | None: ...
+
+
 class PoolLookup(Protocol):
     """Pools (of all four kinds) that claims in ``namespace`` can reference; None means every pool.
 
@@ -69,30 +79,64 @@ class InformerLookups:
     def __init__(self, addresses: Informer, pools: Mapping[str, Informer]) -> None:
         self.address_informer = addresses
         self.pool_informers = dict(pools)
+        self._decoded: dict[str, tuple[str, Pool]] = {}  # "kind/key" -> (resourceVersion, decoded pool)
+
+    def _check_synced(self) -> None:
+        """Before the first list, an empty cache would wrongly say "nothing in use": refuse to answer."""
+        for informer in (self.address_informer, *self.pool_informers.values()):
+            if not informer.has_synced:
+                raise NotSynced(f"the webhook's {informer.name} cache has not synced yet")
 
     async def addresses(self, kind: str, namespace: str | None, name: str) -> Sequence[AllocatedAddress]:
         """IPAddresses referencing the pool (the informer's view: objects being deleted still count)."""
+        self._check_synced()
         found = pool_kind(kind)
         if found is None:
             return []
         key = pool_key(found, namespace or "", name)
         return [allocated_address(obj) for _, obj in self.address_informer.each_in_index(BY_POOL, key)]
 
+    async def stored_uid(self, kind: str, namespace: str | None, name: str) -> str | None:
+        """The UID of the cached pool of that kind and name, None when the cache has none."""
+        self._check_synced()
+        informer = self.pool_informers.get(kind)
+        obj = informer.get_object(namespace, name) if informer is not None else None
+        uid = (obj or {}).get("metadata", {}).get("uid")
+        return uid if isinstance(uid, str) else None
+
     async def pools(self, namespace: str | None) -> Sequence[Pool]:
-        """Global pools plus the namespaced pools of ``namespace`` (every pool when it is None)."""
+        """Global pools plus the namespaced pools of ``namespace`` (every pool when it is None). Each pool
+        is decoded once per resourceVersion."""
+        self._check_synced()
         out: list[Pool] = []
+        live: set[str] = set()
         for kind_name, informer in self.pool_informers.items():
             kind = pool_kind(kind_name)
             if kind is None:
                 continue
-            for obj in informer.list():
+            for key, obj in informer.each():
                 own_namespace = (obj.get("metadata") or {}).get("namespace")
                 if namespace is not None and kind.namespaced and own_namespace != namespace:
                     continue
+                cache_key = f"{kind_name}/{key}"
+                live.add(cache_key)
+                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                cached = self._decoded.get(cache_key)
+                if cached is not None and cached[0] == version and version:
+                    out.append(cached[1])
+                    continue
                 try:
-                    out.append(decode_pool(obj, kind))
+                    pool = decode_pool(obj, kind)
                 except DecodeError as exc:  # stored but undecodable: it cannot overlap anything we can tell
                     log.debug("skipping undecodable %s: %s", kind_name, exc)
+                    continue
+                self._decoded[cache_key] = (version, pool)
+                out.append(pool)
+        if namespace is None:
+            for gone in set(self._decoded) - live:
+                del self._decoded[gone]
+        elif len(self._decoded) > 4 * max(len(live), 256):
+            self._decoded.clear()
         return out
 
 

@@ -196,8 +196,10 @@ class ProviderProcess:
         *,
         leader_elect: bool = False,
         extra: Iterable[str] = (),
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
         self.name = name
+        self.wrap = wrap
         self.kubeconfig = kubeconfig
         self.logs = logs
         self.leader_elect = leader_elect
@@ -236,10 +238,17 @@ class ProviderProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.running
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process ended, else None."""
+        proc = self.process._proc if self.process is not None else None
+        return None if proc is None else proc.returncode
+
     async def start(self) -> None:
         self.starts += 1
+        argv = self.argv() if self.wrap is None else self.wrap(self.argv())
         self.process = ManagedProcess(
-            self.name, self.argv(), self.logs / f"{self.name}.log", env={"PYTHONUNBUFFERED": "1"}
+            self.name, argv, self.logs / f"{self.name}.log", env={"PYTHONUNBUFFERED": "1"}
         )
         await self.process.start()
 

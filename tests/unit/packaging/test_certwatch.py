@@ -1,4 +1,5 @@
-"""CertWatcher: reloads after the files change and load cleanly; never hands a broken pair to the server."""
+"""CertWatcher: reloads after the files change; a pair the server refuses (its reload raises) is retried until
+it loads, and the watch goes on."""
 
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ from pathlib import Path
 import pytest
 
 from incluster_ipam.devcluster.pki import CertificateAuthority
+from incluster_ipam.runtime.tls import ServingTLS
 from incluster_ipam.webhooks.certwatch import CertWatcher
 
 from .certs import serving_pair, swap_secret_volume, write_pair
 
 
 class Reloads:
-    def __init__(self) -> None:
+    """A server's reload: builds the context from the files (raising on a broken pair), then counts."""
+
+    def __init__(self, directory: Path | None = None) -> None:
         self.count = 0
+        self.directory = directory
 
     def __call__(self) -> None:
+        if self.directory is not None:
+            ServingTLS(self.directory / "tls.crt", self.directory / "tls.key")
         self.count += 1
 
 
@@ -55,7 +62,7 @@ def test_a_secret_volume_swap_is_reloaded(tmp_path: Path, ca: CertificateAuthori
 
 def test_a_half_written_pair_waits_until_it_matches(tmp_path: Path, ca: CertificateAuthority) -> None:
     write_pair(tmp_path, serving_pair(ca))
-    reloads = Reloads()
+    reloads = Reloads(tmp_path)
     watcher = CertWatcher(tmp_path / "tls.crt", tmp_path / "tls.key", reloads)
     new = serving_pair(ca)
     (tmp_path / "tls.crt").write_bytes(new.cert_pem)  # the key is still the old one

@@ -191,13 +191,15 @@ async def test_expired_watch_relists_and_reports_what_was_missed() -> None:
         await informer.stop()
 
 
-async def test_server_errors_back_off_and_relist() -> None:
+async def test_a_refused_watch_relists() -> None:
+    """A refusal that is not throttling nor a server failure (here 403 after an RBAC change) relists;
+    429 and 5xx resume the watch (tests/unit/review/test_finding_14_watch_errors.py)."""
     source = FakeSource([cm("a", 1)], "5")
     informer = informer_for(source, [])
     informer.start()
     try:
         await asyncio.wait_for(informer.wait_synced(), 2)
-        source.emit(error_from_status({"code": 500, "reason": "InternalError", "message": "etcd hiccup"}))
+        source.emit(error_from_status({"code": 403, "reason": "Forbidden", "message": "no longer allowed"}))
         await settle(informer, lambda i: i.lists == 2)
     finally:
         await informer.stop()

@@ -1,0 +1,114 @@
+"""Run in-process providers for the review tests: with leader election on a lease of the test's own
+namespace, started and stopped explicitly (exit codes are part of what the tests check)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from incluster_ipam.kube import LEASES, ApiError, KubeClient
+from incluster_ipam.kube.errors import is_not_found
+from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+
+from ..faults.helpers import CLAIMS, Cluster
+from ..support import eventually
+
+#: The HA tests' timings: lease 3 s, renew deadline 2 s, retry 0.5 s.
+FAST_ELECTION: dict[str, Any] = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
+
+
+@dataclass
+class Running:
+    provider: Provider
+    task: asyncio.Task[int]
+    stop: asyncio.Event
+
+    async def finish(self, within: float = 30.0) -> int:
+        self.stop.set()
+        return await asyncio.wait_for(self.task, within)
+
+
+def options(**overrides: Any) -> Options:
+    settings: dict[str, Any] = {
+        "webhook_port": 0,
+        "health_address": "0",
+        "metrics_address": "0",
+        "status_interval": 0.05,
+    }
+    settings.update(overrides)
+    return Options(**settings)
+
+
+def elected(namespace: str, identity: str, **overrides: Any) -> Options:
+    return options(
+        leader_elect=True,
+        leader_election_namespace=namespace,
+        identity=identity,
+        **FAST_ELECTION,
+        **overrides,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(client: KubeClient, opts: Options, **provider_kw: Any) -> AsyncIterator[Running]:
+    provider = Provider(client, opts, **provider_kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(provider.run(stop), name=f"provider-{opts.identity or 'single'}")
+    try:
+        yield Running(provider, task, stop)
+    finally:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 30)
+
+
+async def lease_spec(client: KubeClient, namespace: str) -> dict[str, Any]:
+    try:
+        lease = await client.get(LEASES, LEASE_NAME, namespace)
+    except ApiError as exc:
+        if is_not_found(exc):
+            return {}
+        raise
+    return dict(lease.get("spec") or {})
+
+
+async def wait_holder(client: KubeClient, namespace: str, identity: str, within: float = 30.0) -> None:
+    async def holds() -> bool:
+        return (await lease_spec(client, namespace)).get("holderIdentity") == identity
+
+    await eventually(holds, within, f"{identity} to hold the lease")
+
+
+async def bound_address(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """The address of the claim's IPAddress once the claim points at it, else None."""
+    claim = await cluster.client.get(CLAIMS, name, namespace)
+    ref = ((claim.get("status") or {}).get("addressRef") or {}).get("name")
+    if not ref:
+        return None
+    for address in await cluster.addresses(namespace):
+        if address["metadata"]["name"] == ref:
+            return str(address["spec"]["address"])
+    return None
+
+
+async def wait_bound(cluster: Cluster, namespace: str, name: str, within: float = 20.0) -> str:
+    async def probe() -> str | None:
+        return await bound_address(cluster, namespace, name)
+
+    return await eventually(probe, within, f"claim {namespace}/{name} to be bound")
+
+
+async def ready_condition(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    claim = await cluster.client.get(CLAIMS, name, namespace)
+    for condition in (claim.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return dict(condition)
+    return None
+
+
+def monotonic() -> float:
+    return time.monotonic()
