@@ -6,8 +6,9 @@
 
 `ipam-components.yaml` is every object a provider install needs, in apply order: the Namespace, the four pool
 CRDs (config/crd/bases, conversion webhook pointed at the in-cluster Service, CA injected by cert-manager),
-RBAC (config/rbac), cert-manager Issuer and Certificates (config/certmanager), the Services and the Deployment
-(config/webhook, config/manager), and both webhook configurations, generated from
+RBAC (config/rbac), cert-manager Issuer and Certificates (config/certmanager), the Services, the Deployment
+and its PodDisruptionBudget (config/webhook, config/manager), the NetworkPolicy (config/network-policy; its
+source CIDRs are clusterctl variables with defaults), and both webhook configurations, generated from
 `incluster_ipam.webhooks.registration` so they always match the routes the server serves. Every object gets
 the label `cluster.x-k8s.io/provider: ipam-in-cluster` (clusterctl adds it too).
 
@@ -59,7 +60,7 @@ CONTRACT = "v1beta1"
 """The contract every release series declares (see the module docstring)."""
 
 #: config/ sub-directories, in the order their objects appear in the components file.
-SECTIONS = ("default", "crd/bases", "rbac", "certmanager", "webhook", "manager")
+SECTIONS = ("default", "crd/bases", "rbac", "certmanager", "webhook", "manager", "network-policy")
 
 Obj = dict[str, Any]
 

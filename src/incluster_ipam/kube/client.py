@@ -154,10 +154,14 @@ class KubeClient:
 
     # ---- raw requests -----------------------------------------------------------------------------
 
-    async def request(self, request: rq.Request, *, request_timeout: float | None = None) -> Obj:
-        """Send one built request and return the decoded JSON body (raises KubeError)."""
+    async def request(
+        self, request: rq.Request, *, request_timeout: float | None = None, send_within: float | None = None
+    ) -> Obj:
+        """Send one built request and return the decoded JSON body (raises KubeError). With `send_within`,
+        the request is sent within that many seconds (a connection acquired, or a `TransportError`
+        without anything sent), however long the answer may take afterwards."""
         headers = await self._headers(request)
-        client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeout)
+        client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeout, connect=send_within)
         date: str | None = None
         try:
             async with self._http().request(
@@ -305,10 +309,11 @@ class KubeClient:
         field_manager: str | None = None,
         dry_run: bool = False,
         request_timeout: float | None = None,
+        send_within: float | None = None,
     ) -> Obj:
         """POST; the namespace defaults to obj.metadata.namespace."""
         request = rq.create_request(resource, obj, namespace, field_manager=field_manager, dry_run=dry_run)
-        return await self.request(request, request_timeout=request_timeout)
+        return await self.request(request, request_timeout=request_timeout, send_within=send_within)
 
     async def replace(
         self,
@@ -320,12 +325,13 @@ class KubeClient:
         field_manager: str | None = None,
         dry_run: bool = False,
         request_timeout: float | None = None,
+        send_within: float | None = None,
     ) -> Obj:
         """PUT: optimistic concurrency on obj.metadata.resourceVersion (409 Conflict when stale)."""
         request = rq.replace_request(
             resource, obj, namespace, subresource=subresource, field_manager=field_manager, dry_run=dry_run
         )
-        return await self.request(request, request_timeout=request_timeout)
+        return await self.request(request, request_timeout=request_timeout, send_within=send_within)
 
     async def patch(
         self,
@@ -340,6 +346,7 @@ class KubeClient:
         force: bool = False,
         dry_run: bool = False,
         request_timeout: float | None = None,
+        send_within: float | None = None,
     ) -> Obj:
         """Merge patch by default; JSON patch takes a list of operations; APPLY is server-side apply."""
         request = rq.patch_request(
@@ -353,7 +360,7 @@ class KubeClient:
             force=force,
             dry_run=dry_run,
         )
-        return await self.request(request, request_timeout=request_timeout)
+        return await self.request(request, request_timeout=request_timeout, send_within=send_within)
 
     async def apply(
         self,
@@ -391,6 +398,7 @@ class KubeClient:
         grace_period_seconds: int | None = None,
         dry_run: bool = False,
         request_timeout: float | None = None,
+        send_within: float | None = None,
     ) -> Obj:
         """DELETE with optional preconditions (uid, resourceVersion: 409 when they do not match). Returns the
         object (still present if finalizers block it) or a Status."""
@@ -404,7 +412,7 @@ class KubeClient:
             grace_period_seconds=grace_period_seconds,
             dry_run=dry_run,
         )
-        return await self.request(request, request_timeout=request_timeout)
+        return await self.request(request, request_timeout=request_timeout, send_within=send_within)
 
     # ---- watch ------------------------------------------------------------------------------------------
 

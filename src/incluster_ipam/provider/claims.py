@@ -29,7 +29,7 @@ from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec, decode_pool
 from incluster_ipam.ipam.allocator import PoolExhausted
 from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
 from incluster_ipam.kube.errors import is_conflict, is_not_found
-from incluster_ipam.runtime import Fence, Informer, NotLeading, Result, Unfenced, write_timeout
+from incluster_ipam.runtime import Fence, Informer, NotLeading, Result, Unfenced, send_within
 
 from . import contract as c
 from .book import PoolBook, PoolSpecError, PoolState
@@ -145,9 +145,14 @@ class ClaimReconciler:
         #: Takeover entries of pools the pool cache did not know yet: (key, address, uid, prefix) by pool.
         self.unplaced: dict[str, list[tuple[str, str, str | None, int | None]]] = {}
 
-    def _timeout(self) -> float:
-        """The timeout for the next write; raises `NotLeading` when leadership is not certain."""
-        return write_timeout(self.fence, self._client.timeout)
+    def _send_within(self) -> float | None:
+        """Seconds within which the next write must leave; raises `NotLeading` when leadership is not
+        certain (nothing is sent then)."""
+        try:
+            return send_within(self.fence)
+        except NotLeading:
+            self._metrics.writes_fenced.inc()
+            raise
 
     # ---- pool state ----------------------------------------------------------------------------------
 
@@ -340,13 +345,13 @@ class ClaimReconciler:
             claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
         )
         try:
-            timeout = self._timeout()
+            within = self._send_within()
         except NotLeading:
             if state.abandon(key):
                 self.freed(state)
             raise
         try:
-            created = await self._client.create(self.resources.addresses, body, request_timeout=timeout)
+            created = await self._client.create(self.resources.addresses, body, send_within=within)
         except ApiError as exc:
             if not is_already_exists(exc):
                 return await self._create_failed(claim, state, pool_key, exc)
@@ -453,7 +458,7 @@ class ClaimReconciler:
                         name_of(address),
                         patch,
                         namespace_of(address),
-                        request_timeout=self._timeout(),
+                        send_within=self._send_within(),
                     )
                 )
             except ApiError as exc:
@@ -558,10 +563,10 @@ class ClaimReconciler:
                     name,
                     {"metadata": meta},
                     namespace,
-                    request_timeout=self._timeout(),
+                    send_within=self._send_within(),
                 )
             result = await self._client.delete(
-                self.resources.addresses, name, namespace, uid=uid, request_timeout=self._timeout()
+                self.resources.addresses, name, namespace, uid=uid, send_within=self._send_within()
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -596,7 +601,7 @@ class ClaimReconciler:
                 name_of(claim),
                 patch,
                 namespace_of(claim),
-                request_timeout=self._timeout(),
+                send_within=self._send_within(),
             )
         except ApiError as exc:
             if is_not_found(exc):
@@ -616,7 +621,7 @@ class ClaimReconciler:
                 patch,
                 namespace_of(claim),
                 subresource="status",
-                request_timeout=self._timeout(),
+                send_within=self._send_within(),
             )
         except ApiError as exc:
             if is_not_found(exc):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from incluster_ipam.api.constants import GROUP, POOL_FINALIZER, V1ALPHA2, PoolKind
 from incluster_ipam.kube import ApiError, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
-from incluster_ipam.runtime import Fence, NotLeading, Unfenced, write_timeout
+from incluster_ipam.runtime import Fence, NotLeading, Unfenced, send_within
 
 from .book import PoolSpecError, PoolState
 from .claims import Informers
@@ -45,6 +45,7 @@ class PoolStatusWriter:
         interval: float = 0.25,
         known_state: Callable[[str], PoolState | None] | None = None,
         fence: Fence | None = None,
+        concurrency: int = 4,
     ) -> None:
         self._client = client
         self._informers = informers
@@ -55,6 +56,7 @@ class PoolStatusWriter:
         self.fence: Fence = fence or Unfenced()
         self._dirty: set[str] = set()
         self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
         self.writes = 0
 
     def mark(self, pool_key: str) -> None:
@@ -69,7 +71,7 @@ class PoolStatusWriter:
             self._wakeup.clear()
             batch, self._dirty = self._dirty, set()
             results = await asyncio.gather(
-                *(self.flush(key) for key in sorted(batch)), return_exceptions=True
+                *(self._flush_one(key) for key in sorted(batch)), return_exceptions=True
             )
             for key, result in zip(sorted(batch), results, strict=True):
                 if isinstance(result, NotLeading):
@@ -78,6 +80,12 @@ class PoolStatusWriter:
                     log.warning("pool %s: status update failed (%s); retrying", key, result)
                     self._dirty.add(key)
                     self._wakeup.set()
+
+    async def _flush_one(self, pool_key: str) -> None:
+        """A few pools at a time: a status patch of a pool with tens of thousands of entries costs the
+        apiserver real CPU, and twenty at once would starve everything else, the lease renewals included."""
+        async with self._slots:
+            await self.flush(pool_key)
 
     async def flush(self, pool_key: str) -> None:
         pool = self._informers.pool(pool_key)
@@ -132,10 +140,10 @@ class PoolStatusWriter:
 
     async def _patch(self, resource: Resource, pool: Obj, patch: Obj, subresource: str | None = None) -> None:
         namespace = namespace_of(pool) if resource.namespaced else None
-        timeout = write_timeout(self.fence, self._client.timeout)
+        within = send_within(self.fence)
         try:
             await self._client.patch(
-                resource, name_of(pool), patch, namespace, subresource=subresource, request_timeout=timeout
+                resource, name_of(pool), patch, namespace, subresource=subresource, send_within=within
             )
             self.writes += 1
         except ApiError as exc:

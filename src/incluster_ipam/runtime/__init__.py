@@ -7,7 +7,7 @@ Imitates client-go's semantics (reflector/informer, workqueue, leaderelection); 
 from __future__ import annotations
 
 from .backoff import Backoff, ItemBackoff
-from .fence import Fence, LeaseFence, NotLeading, Unfenced, write_timeout
+from .fence import Fence, LeaseFence, NotLeading, Unfenced, send_within
 from .informer import SYNC, Informer, ListWatch, ResourceListWatch
 from .leaderelection import LeaderElectionConfig, LeaderElector, LeaseRecord, default_identity
 from .logs import JsonFormatter, KeyValueFormatter, bind, setup_logging
@@ -40,6 +40,6 @@ __all__ = [
     "default_identity",
     "install_signal_handlers",
     "remove_signal_handlers",
+    "send_within",
     "setup_logging",
-    "write_timeout",
 ]

@@ -110,10 +110,10 @@ class Verdict:
 def recount(pool: Mapping[str, Any], addresses: Iterable[Mapping[str, Any]]) -> dict[str, int] | None:
     """`status.ipAddresses` as the IPAddresses referencing `pool` imply it; None for an unusable spec.
 
-    IP pools (§5.7 with §10.2): total = allocatable addresses; used = distinct addresses held;
-    outOfRange = distinct held addresses outside the allocatable set (another family included);
-    free = allocatable addresses nobody holds. Prefix pools: as upstream (used = IPAddresses,
-    free = max(0, total - used + outOfRange)).
+    IP pools (§5.7 with §10.2): total = allocatable addresses; used = IPAddresses referencing the pool (as
+    upstream: two objects on one address count twice, an unparsable one counts); outOfRange = distinct
+    held addresses outside the allocatable set (another family included); free = allocatable addresses
+    nobody holds. Prefix pools: as upstream (used = IPAddresses, free = max(0, total - used + outOfRange)).
     """
     try:
         decoded = decode_pool(pool)
@@ -124,6 +124,7 @@ def recount(pool: Mapping[str, Any], addresses: Iterable[Mapping[str, Any]]) -> 
         if isinstance(spec, IPPoolSpec):
             allocatable = ip_core.allocatable_set(ip_core_spec(spec))
             held: set[tuple[int, int]] = set()
+            addresses = list(addresses)
             for address in addresses:
                 try:
                     parsed = parse_address(str((address.get("spec") or {}).get("address", "")))
@@ -134,7 +135,7 @@ def recount(pool: Mapping[str, Any], addresses: Iterable[Mapping[str, Any]]) -> 
             total = allocatable.count()
             counts = ip_core.PoolCounts(
                 total=total,
-                used=len(held),
+                used=len(addresses),
                 free=total - len(in_range),
                 out_of_range=len(held) - len(in_range),
             )

@@ -8,7 +8,10 @@ Faults, all switchable at run time:
 - `reset_all()`: abort every open connection with a TCP RST (SO_LINGER 0), as a flaky network or a
   load-balancer failover would; in-flight requests and watches see "connection reset";
 - `reset_rate`: probability that a forwarded chunk makes the proxy reset that connection instead;
-- `refuse`: accept and immediately reset new connections (the apiserver "is down" for this client).
+- `refuse`: accept and immediately reset new connections (the apiserver "is down" for this client);
+- `blackhole_after`: seconds after which a connection silently stops carrying bytes in both directions,
+  without being closed (a half-open flow: a dead load-balancer backend, a conntrack entry dropped);
+  `blackhole_after = 0` swallows everything, new connections included.
 
 Bounded: at most `max_connections` at once (extra ones are reset), and the proxy stops by itself after
 `lifetime` seconds (closing everything), so a test that forgets it cannot leave it running. Listens on
@@ -37,6 +40,7 @@ class ProxyStats:
     bytes_up: int = 0
     bytes_down: int = 0
     delayed_chunks: int = 0
+    swallowed_chunks: int = 0
 
 
 @dataclass(eq=False)
@@ -44,6 +48,7 @@ class _Pipe:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    opened: float = field(default_factory=time.monotonic)
 
 
 def _rst(writer: asyncio.StreamWriter) -> None:
@@ -77,6 +82,7 @@ class FaultProxy:
         self.jitter = 0.0
         self.reset_rate = 0.0
         self.refuse = False
+        self.blackhole_after: float | None = None
         self.stats = ProxyStats()
         self._random = random.Random(seed)
         self._pipes: set[_Pipe] = set()
@@ -125,6 +131,7 @@ class FaultProxy:
     def clear_faults(self) -> None:
         self.latency = self.jitter = self.reset_rate = 0.0
         self.refuse = False
+        self.blackhole_after = None
 
     def reset_all(self, *, count: bool = True) -> int:
         """Reset every open connection (both sides); returns how many."""
@@ -177,6 +184,12 @@ class FaultProxy:
                 if self.reset_rate and self._random.random() < self.reset_rate:
                     self._reset(pipe)
                     return
+                if (
+                    self.blackhole_after is not None
+                    and time.monotonic() - pipe.opened >= self.blackhole_after
+                ):
+                    self.stats.swallowed_chunks += 1
+                    continue  # read and dropped: the sender sees an open connection that never answers
                 writer.write(chunk)
                 if up:
                     self.stats.bytes_up += len(chunk)

@@ -11,11 +11,23 @@ import datetime
 import time
 from pathlib import Path
 
+import aiohttp
+
 from incluster_ipam.kube import LEASES
 from incluster_ipam.provider.manager import LEASE_NAME
 
 from . import invariants
-from .helpers import ADDRESSES, Churn, Cluster, ProviderProcess, eventually, providers, seeded
+from .helpers import (
+    ADDRESSES,
+    Churn,
+    Cluster,
+    ProviderProcess,
+    eventually,
+    providers,
+    seeded,
+    write_kubeconfig,
+)
+from .proxy import FaultProxy
 
 KILLS = 3
 LEASE_SECONDS = 3.0
@@ -118,3 +130,70 @@ async def test_leader_killed_three_times_under_churn(cluster: Cluster, tmp_path:
 async def _bound(cluster: Cluster, namespace: str, name: str) -> bool:
     claims = await cluster.claims(namespace)
     return any(c["metadata"]["name"] == name and (c.get("status") or {}).get("addressRef") for c in claims)
+
+
+async def _metric(port: int, name: str) -> float | None:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_takeover_list_fails(cluster: Cluster, tmp_path: Path) -> None:
+    """The December review's scenario 2 (finding 2) with real processes: the standby reaches the apiserver
+    through the fault proxy; the moment it holds the lease, the proxy refuses and resets everything for
+    1 s (below the 2 s renew deadline, so the lease stays), which fails its takeover list. It must retry and
+    serve: a canary claim is bound within the lease plus 5 s, and the new leader reports itself leading
+    and allocating. (The 429 and 503 variants are tests/integration/review/test_finding_02_takeover_list.py.)
+    """
+    ns = await cluster.namespace("takeover")
+    await cluster.pool("InClusterIPPool", "pool", ns, addresses=["10.82.0.0/24"], prefix=24)
+    port = int(cluster.plane.server.rsplit(":", 1)[1])
+    async with FaultProxy(port, lifetime=240) as proxy:
+        proxied = write_kubeconfig(cluster.plane.kubeconfig_path, tmp_path / "proxied", proxy.url)
+        leader = ProviderProcess("takeover-a", cluster.plane.kubeconfig_path, tmp_path, leader_elect=True)
+        standby = ProviderProcess("takeover-b", proxied, tmp_path, leader_elect=True)
+        async with providers(leader):
+            await eventually(lambda: _holds(cluster, "takeover-a"), 60, "takeover-a to lead")
+            async with providers(standby):
+                await eventually(lambda: _serving(standby.metrics_port), 60, "takeover-b to serve metrics")
+                await cluster.claim(ns, "before", "pool")
+                await eventually(lambda: _bound(cluster, ns, "before"), 30, "claim before bound")
+                await leader.kill()
+                killed = time.monotonic()
+                await eventually(lambda: _holds(cluster, "takeover-b"), 30, "takeover-b to take the lease")
+                proxy.refuse = True
+                reset = proxy.reset_all()
+                await asyncio.sleep(1.0)
+                proxy.refuse = False
+                await cluster.claim(ns, "canary", "pool")
+                created = time.monotonic()
+                await eventually(
+                    lambda: _bound(cluster, ns, "canary"), LEASE_SECONDS + 5.0, "the canary to be bound"
+                )
+                bound = time.monotonic() - created
+                leading = await _metric(standby.metrics_port, "incluster_ipam_leader")
+                allocations = await _metric(standby.metrics_port, "incluster_ipam_allocations_total")
+                assert leading == 1.0
+                assert (allocations or 0) >= 1
+                assert await cluster.lease_holder() == "takeover-b"
+                standby.check_alive()
+                print(
+                    f"takeover under refusal: {reset} connections reset for 1 s as B took over "
+                    f"({time.monotonic() - killed:.1f} s after the kill); a claim created afterwards "
+                    f"bound in {bound:.2f} s"
+                )
+    await invariants.settle(cluster.client, ns)
+
+
+async def _serving(port: int) -> bool:
+    return await _metric(port, "incluster_ipam_leader") is not None
+
+
+async def _holds(cluster: Cluster, identity: str) -> bool:
+    return await cluster.lease_holder() == identity

@@ -5,6 +5,7 @@ same in-cluster code path the Deployment uses)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -39,6 +40,8 @@ RESOURCES: dict[str, Resource] = {
     "Certificate": Resource("cert-manager.io", "v1", "certificates", "Certificate", True),
     "Service": Resource("", "v1", "services", "Service", True),
     "Deployment": Resource("apps", "v1", "deployments", "Deployment", True),
+    "PodDisruptionBudget": Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
+    "NetworkPolicy": Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
     "ValidatingWebhookConfiguration": Resource(
         "admissionregistration.k8s.io",
         "v1",
@@ -67,6 +70,12 @@ class Release:
     objects: list[dict[str, Any]]
 
 
+def clusterctl_defaults(text: str) -> str:
+    """The components as `clusterctl init` renders them when no variable is set: `${NAME:=default}`
+    becomes its default (clusterctl refuses a variable without one)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:=([^}]*)\}", lambda m: m.group(1), text)
+
+
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """hack/release.py run as a release would run it (a separate process, default image repository)."""
@@ -84,7 +93,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
         capture_output=True,
     )
     components = out / "out" / "ipam-components.yaml"
-    objects = [d for d in yaml.safe_load_all(components.read_text()) if d]
+    objects = [d for d in yaml.safe_load_all(clusterctl_defaults(components.read_text())) if d]
     return Release("v" + version, components, out / "out" / "metadata.yaml", out / "repository", objects)
 
 

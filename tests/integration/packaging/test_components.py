@@ -57,7 +57,7 @@ async def test_every_component_passes_a_server_side_dry_run(
         answer = await apply(admin, obj, dry_run=True)  # raises ApiError when refused
         assert (answer["kind"], answer["metadata"]["name"]) == (obj["kind"], obj["metadata"]["name"])
         accepted.add((obj["kind"], obj["metadata"]["name"]))
-    assert len(accepted) == len(release.objects) == 21
+    assert len(accepted) == len(release.objects) == 23
     deployment = next(o for o in release.objects if o["kind"] == "Deployment")
     dry = await apply(admin, deployment, dry_run=True)
     container = dry["spec"]["template"]["spec"]["containers"][0]
@@ -72,12 +72,15 @@ async def clusterctl() -> Path:
     return Path(await asyncio.to_thread(_script_output, script, CLUSTERCTL_BUILD_TIMEOUT))
 
 
-def _clusterctl(binary: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _clusterctl(
+    binary: Path, home: Path, *args: str, variables: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "CLUSTERCTL_DISABLE_VERSIONCHECK": "true",
+        **(variables or {}),
     }
     return subprocess.run(
         [str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False
@@ -125,6 +128,27 @@ async def test_clusterctl_generates_the_provider_from_a_local_repository(
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.endswith(f"/incluster-ipam:{release.version}")
+    assert _webhook_sources(objects) == ["0.0.0.0/0", "::/0"]  # the variables' defaults
+
+    narrowed = _clusterctl(
+        clusterctl,
+        tmp_path,
+        "generate",
+        "provider",
+        "--ipam",
+        f"in-cluster:{release.version}",
+        "--config",
+        str(config),
+        variables={
+            "CAPI_IPAM_WEBHOOK_SOURCE_CIDR": "192.0.2.0/28",
+            "CAPI_IPAM_WEBHOOK_SOURCE_CIDR_V6": "2001:db8::/64",
+        },
+    )
+    assert narrowed.returncode == 0, narrowed.stderr
+    assert _webhook_sources([d for d in yaml.safe_load_all(narrowed.stdout) if d]) == [
+        "192.0.2.0/28",
+        "2001:db8::/64",
+    ]
 
     described = _clusterctl(
         clusterctl,
@@ -163,3 +187,9 @@ async def test_clusterctl_generates_the_provider_from_a_local_repository(
     )
     assert mirrored.returncode == 0, mirrored.stderr
     assert f"image: mirror.example.com/capi/incluster-ipam:{release.version}" in mirrored.stdout
+
+
+def _webhook_sources(objects: list[dict[str, Any]]) -> list[str]:
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    webhook = next(rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 9443)
+    return [peer["ipBlock"]["cidr"] for peer in webhook["from"]]

@@ -3,9 +3,11 @@
 older than it was, and the standby took it over while the leader still counted itself leader: two leaders.
 client-go records the observation time after the GET; so do we now.
 
-Two `LeaderElector`s on a real Lease (3 s / 2 s / 0.5 s). One poll of the standby waits 2 s before its GET
-is sent; the leader renews during that wait, and every renewal of the leader fails from the moment that GET
-returns. `a.is_leader and b.is_leader` must never be true together (sampled every 10 ms)."""
+Two `LeaderElector`s on a real Lease (lease 3 s, renew deadline 2 s; the leader retries every 0.5 s, the
+standby every 0.1 s). One poll of the standby waits 1.8 s before its GET is sent (its try budget is 2 s);
+the leader renews during that wait, and the GET is sent right after a renewal; every renewal of the leader
+fails from the moment that GET returns. `a.is_leader and b.is_leader` must never be true together (sampled
+every 10 ms)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from incluster_ipam.runtime import LeaderElectionConfig, LeaderElector
 from ..faults.helpers import Cluster
 from .doctored import DoctoredClient
 
-SLOW_GET = 2.0
+SLOW_GET = 1.8
 
 
 async def test_finding_06_a_slow_get_never_makes_two_leaders(cluster: Cluster) -> None:
@@ -38,25 +40,27 @@ async def test_finding_06_a_slow_get_never_makes_two_leaders(cluster: Cluster) -
         if plural == "leases" and method == "get" and slow_next.is_set():
             slow_next.clear()
             await asyncio.sleep(SLOW_GET)  # the GET is queued before it is sent
+            while a_client.in_flight[("replace", "leases")]:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.005)  # ... and leaves just after a renewal of A landed
             slowed.set()
 
     a_client.hooks.append(a_hook)
     b_client.hooks.append(b_hook)
 
-    def make(client: KubeClient, identity: str) -> LeaderElector:
+    def make(client: KubeClient, identity: str, retry: float) -> LeaderElector:
         config = LeaderElectionConfig(
             name=name,
             namespace=ns,
             identity=identity,
             lease_duration=3.0,
             renew_deadline=2.0,
-            retry_period=0.5,
+            retry_period=retry,
         )
         return LeaderElector(client, config)
 
     both: list[float] = []
     async with a_client, b_client:
-        a, b = make(a_client, "a"), make(b_client, "b")
+        a, b = make(a_client, "a", 0.5), make(b_client, "b", 0.1)
         a_task = asyncio.create_task(a.run())
         await asyncio.wait_for(a.wait_leading(), 20)
         b_task = asyncio.create_task(b.run())

@@ -143,7 +143,7 @@ async def test_finding_09_a_restored_ipaddress_is_adopted_and_released(cluster: 
         assert [o["uid"] for o in controllers] == [claim["metadata"]["uid"]]
         await cluster.delete_claim(ns, "m")
         await eventually(lambda: _address_gone(cluster, ns, "m"), 20, "IPAddress m to be released")
-    await invariants.settle(cluster.client, ns)
+        await invariants.settle(cluster.client, ns)
 
 
 async def _claim_gone(cluster: Cluster, ns: str, name: str) -> bool:

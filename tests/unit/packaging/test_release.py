@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import re
 from collections import Counter
 from typing import Any
 
@@ -97,6 +98,8 @@ def test_the_inventory_of_objects(rendered: tuple[str, list[dict[str, Any]], dic
         "Certificate": 2,
         "Service": 2,
         "Deployment": 1,
+        "PodDisruptionBudget": 1,
+        "NetworkPolicy": 1,
         "ValidatingWebhookConfiguration": 1,
         "MutatingWebhookConfiguration": 1,
     }
@@ -119,7 +122,13 @@ def test_every_object_is_labelled_named_and_placed(
             assert "namespace" not in meta, meta["name"]
         else:
             assert meta["namespace"] == NAMESPACE, meta["name"]
-    assert "${" not in text, "no clusterctl variables: clusterctl parses the image before substituting"
+    # clusterctl parses the Deployment's image before it substitutes variables: none there. Elsewhere (the
+    # NetworkPolicy's source CIDRs) variables are fine, each with a default, so `clusterctl init` needs none.
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert "${" not in str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+    variables = re.findall(r"\$\{([^}]*)\}", text)
+    assert variables, "the NetworkPolicy's CIDRs are variables"
+    assert all(re.fullmatch(r"CAPI_IPAM_[A-Z0-9_]+:=[^}]+", v) for v in variables), variables
 
 
 def test_crds_convert_through_the_service_with_an_injected_ca(
@@ -185,7 +194,13 @@ def test_certificates_match_services_and_mounted_secrets(
 def test_the_deployment_is_locked_down(rendered: tuple[str, list[dict[str, Any]], dict[str, Any]]) -> None:
     _, objects, _ = rendered
     deployment = _one(objects, "Deployment", f"{PREFIX}controller-manager")
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2  # a leader and a standby (finding 18)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 30  # drain (10 s) + release (5 s) + informers
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    budget = _one(objects, "PodDisruptionBudget", f"{PREFIX}controller-manager")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == SERVICE_ACCOUNT
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -324,3 +339,23 @@ def test_the_repository_layout_is_clusterctls(tmp_path: pathlib.Path) -> None:
     target = release.lay_out_repository(tmp_path / "repo", "0.1.0.dev0", files)
     assert target == tmp_path / "repo" / "ipam-in-cluster" / "v0.1.0-dev.0"
     assert sorted(p.name for p in target.iterdir()) == ["ipam-components.yaml", "metadata.yaml"]
+
+
+def test_the_network_policy_admits_only_the_webhook_and_metrics_ports(
+    rendered: tuple[str, list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Findings 1 and 17: only the apiserver's webhook calls and labelled scrapers reach the pods."""
+    _, objects, _ = rendered
+    policy = _one(objects, "NetworkPolicy", f"{PREFIX}ingress")
+    deployment = _one(objects, "Deployment", f"{PREFIX}controller-manager")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    served = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert set(ports) == {served["webhook-server"], served["metrics"]}
+    assert [peer["ipBlock"]["cidr"] for peer in ports[served["webhook-server"]]] == [
+        "${CAPI_IPAM_WEBHOOK_SOURCE_CIDR:=0.0.0.0/0}",
+        "${CAPI_IPAM_WEBHOOK_SOURCE_CIDR_V6:=::/0}",
+    ]
+    assert ports[served["metrics"]] == [{"namespaceSelector": {"matchLabels": {"metrics": "enabled"}}}]
