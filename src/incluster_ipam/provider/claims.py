@@ -433,6 +433,10 @@ class ClaimReconciler:
             )
             await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message))
             return Result(requeue_after=30.0)
+        # An IPAddress of the claim's name exists: a reservation kept for it (a create whose answer was
+        # lost, that landed after all) has served its purpose, or will not be used while it stands.
+        if state.abandon(key_of(claim)):
+            self.freed(state)
         text = address_text(address)
         if not _controls(claim, address):
             refusal = self._adoption_refusal(claim, state, pool_key, address)

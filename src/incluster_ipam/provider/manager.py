@@ -199,9 +199,7 @@ class Provider:
         # a burst of writes) can keep a renewal waiting for a connection (finding 10).
         self._own_lease_client = lease_client is None and options.leader_elect
         self.lease_client = lease_client or (
-            KubeClient(
-                client.config, timeout=client.timeout, max_connections=4, user_agent=f"{COMPONENT}-lease"
-            )
+            client.fork(max_connections=4, user_agent=f"{COMPONENT}-lease")
             if options.leader_elect
             else client
         )

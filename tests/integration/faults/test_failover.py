@@ -188,7 +188,7 @@ async def test_takeover_list_fails(cluster: Cluster, tmp_path: Path) -> None:
                     f"({time.monotonic() - killed:.1f} s after the kill); a claim created afterwards "
                     f"bound in {bound:.2f} s"
                 )
-    await invariants.settle(cluster.client, ns)
+                await invariants.settle(cluster.client, ns)
 
 
 async def _serving(port: int) -> bool:

@@ -40,9 +40,9 @@ class RecordingClient(KubeClient):
 
     refused: list[str]
 
-    async def request(self, request: Any, *, request_timeout: float | None = None) -> Any:
+    async def request(self, request: Any, **kw: Any) -> Any:
         try:
-            return await super().request(request, request_timeout=request_timeout)
+            return await super().request(request, **kw)
         except ApiError as exc:
             if exc.status in (401, 403):
                 self.refused.append(f"{request.method} {request.path}: {exc}")
