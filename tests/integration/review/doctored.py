@@ -16,7 +16,8 @@ from incluster_ipam.kube import KubeClient, ObjectList, Resource, load_kubeconfi
 from incluster_ipam.kube.client import WatchStream
 from incluster_ipam.kube.watch import WatchEvent
 
-#: A hook runs before the call is sent; it may sleep, raise, or record. (method, plural, name or "")
+#: A hook runs before the call is sent; it may sleep, raise, or record. (method, plural, name or ""); the
+#: method is "patch-status" for a patch of the status subresource.
 Hook = Callable[[str, str, str], Awaitable[None]]
 
 
@@ -32,6 +33,8 @@ class DoctoredClient(KubeClient):
     def __init__(self, kubeconfig: Path) -> None:
         super().__init__(load_kubeconfig(kubeconfig))
         self.hooks: list[Hook] = []
+        #: Run after a call was answered, before the caller sees the answer.
+        self.after: list[Hook] = []
         self.sent: list[Sent] = []
         #: Requests sent and not yet answered, by (method, plural).
         self.in_flight: Counter[tuple[str, str]] = Counter()
@@ -51,6 +54,8 @@ class DoctoredClient(KubeClient):
             yield
         finally:
             self.in_flight[(method, resource.plural)] -= 1
+        for hook in list(self.after):
+            await hook(method, resource.plural, name)
 
     def sent_to(self, method: str, plural: str) -> list[Sent]:
         return [s for s in self.sent if s.method == method and s.plural == plural]
@@ -70,7 +75,8 @@ class DoctoredClient(KubeClient):
     async def patch(
         self, resource: Resource, name: str, patch: Any, namespace: str | None = None, **kw: Any
     ) -> Any:
-        async with self._call("patch", resource, name):
+        method = "patch-status" if kw.get("subresource") == "status" else "patch"
+        async with self._call(method, resource, name):
             return await super().patch(resource, name, patch, namespace, **kw)
 
     async def delete(self, resource: Resource, name: str, namespace: str | None = None, **kw: Any) -> Any:

@@ -5,9 +5,10 @@ elector's timer, and its workers reserved from their stale book and sent IPAddre
 duplicates.
 
 Replica A runs in this process (its client records every request it sends); replica B is a real
-`incluster-ipam run` process. A's event loop is stalled for 6 s, long past its 3 s lease, at a moment when
-several of its claim patches are awaiting their answers (a blocking call in the client hook of the next
-one): when the loop resumes, those reconciles go on to reserve and create. A must send no IPAddress create
+`incluster-ipam run` process. A's event loop is stalled for 6 s, long past its 3 s lease, right after one
+of its claims' finalizer patch was answered and before that reconcile goes on (a blocking call in the
+client hook that runs after the answer): when the loop resumes, that reconcile goes on to reserve and
+create, before the elector's timer can tell anyone that the lease is gone. A must send no IPAddress create
 after B acquired the lease, and no address may be held twice."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..faults import invariants
 from ..faults.helpers import ADDRESSES, Cluster, ProviderProcess, bounded_gather
+from ..support import eventually
 from .doctored import DoctoredClient
 from .harness import elected, lease_spec, running, wait_holder
 
@@ -55,14 +57,13 @@ async def test_finding_04_a_stalled_leader_sends_no_create_after_the_standby_too
         try:
 
             async def stall(method: str, plural: str, _: str) -> None:
-                waiting = client.in_flight[("patch", "ipaddressclaims")]
-                if not stalled and method == "patch" and plural == "ipaddressclaims" and waiting >= 6:
+                if not stalled and method == "patch" and plural == "ipaddressclaims":  # a finalizer
                     stalled.append(time.time())
                     time.sleep(STALL_SECONDS)  # noqa: ASYNC251 - the point: the whole event loop stops
 
-            client.hooks.append(stall)
+            client.after.append(stall)
             await bounded_gather((cluster.claim(ns, f"c{i}", "pool") for i in range(CLAIMS)), limit=24)
-            assert stalled, "the stall never happened"
+            await eventually(lambda: _true(stalled), 30, "the stall")
             await asyncio.wait_for(a.task, 30)  # A lost the lease: it must end (exit code 1)
             await wait_holder(cluster.client, ns, "b")
             await cluster.wait_all_bound(ns, within=60)
@@ -73,3 +74,7 @@ async def test_finding_04_a_stalled_leader_sends_no_create_after_the_standby_too
             await invariants.settle(cluster.client, ns, monitor=monitor)  # B still leads
         finally:
             await standby.stop()
+
+
+async def _true(flag: list[float]) -> bool:
+    return bool(flag)
