@@ -275,12 +275,15 @@ class ClaimReconciler:
         if not _controlled_by_claim(address, name) or self._orphan_paused(address):
             return None
         try:
-            await self._client.get(self.resources.claims, name, namespace)
+            live = await self._client.get(self.resources.claims, name, namespace)
         except ApiError as exc:
             if not is_not_found(exc):
                 raise
         else:
-            return None
+            if claim_pool_key(live) == address_pool_key(address) or not _of_an_earlier_incarnation(
+                live, address
+            ):
+                return None  # the claim of that name adopts it
         log.info("IPAddress %s outlived its claim; deleting it", key)
         gone = await self._delete_address(address)
         pool_key = address_pool_key(address)
@@ -426,6 +429,18 @@ class ClaimReconciler:
         self, claim: Obj, state: PoolState, pool_key: str, pool: Obj, address: Obj
     ) -> Result | None:
         """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
+        if address_pool_key(address) != pool_key and _of_an_earlier_incarnation(claim, address):
+            # Made by us for an earlier claim of this name (a controller reference to another UID of it:
+            # that claim is gone) in another pool: it is nobody's now. Replace it.
+            log.info("IPAddress %s was made for an earlier claim of that name; replacing it", key_of(address))
+            old = self.book.get(address_pool_key(address) or "")
+            if (
+                await self._delete_address(address)
+                and old is not None
+                and old.forget(key_of(address), uid_of(address))
+            ):
+                self.freed(old)
+            return Result(requeue=True)
         if address_pool_key(address) != pool_key:
             message = (
                 f"IPAddress {key_of(address)} already exists and belongs to another pool; "
@@ -643,6 +658,20 @@ def _controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
     controller = _controller(address)
     return controller is not None and controller.get("uid") == claim["metadata"].get("uid")
+
+
+def _of_an_earlier_incarnation(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """The IPAddress names this claim's name and is controlled by a claim of that name with another UID: an
+    earlier claim of the name, which must be gone (names are unique)."""
+    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
+        return False
+    controller = _controller(address)
+    return (
+        controller is not None
+        and controller.get("kind") == "IPAddressClaim"
+        and controller.get("name") == name_of(claim)
+        and controller.get("uid") != claim["metadata"].get("uid")
+    )
 
 
 def _bound_to(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:

@@ -54,8 +54,8 @@ async def test_finding_02_a_failed_takeover_list_is_retried(cluster: Cluster, ki
         await wait_holder(cluster.client, ns, "a")
         await cluster.claim(ns, "c1", "pool")
         assert await wait_bound(cluster, ns, "c1", within=30) == "10.20.0.1"
+        await invariants.settle(cluster.client, ns)  # while it leads: its pool status is written too
         assert await a.finish() == 0
-    await invariants.settle(cluster.client, ns)
 
 
 async def test_finding_02_a_leader_that_cannot_take_over_hands_over_to_the_standby(cluster: Cluster) -> None:
@@ -73,8 +73,8 @@ async def test_finding_02_a_leader_that_cannot_take_over_hands_over_to_the_stand
             assert a.task.done(), "the wedged leader is still running"
             assert a.task.result() == 1
             assert b.provider.leading.is_set()
+            await invariants.settle(cluster.client, ns)
             assert await b.finish() == 0
-    await invariants.settle(cluster.client, ns)
 
 
 async def test_finding_02_the_error_is_not_swallowed_by_an_unpaginated_retry(cluster: Cluster) -> None:

@@ -69,26 +69,29 @@ async def test_finding_03_a_late_event_of_an_earlier_ipaddress_never_frees_the_l
     client = DoctoredClient(cluster.plane.kubeconfig_path)
     held = HeldWatch(ns)
     client.watch_wrappers["ipaddresses"] = held.wrap
-    async with client, invariants.AddressMonitor(cluster.client, ADDRESSES, ns) as monitor:
-        async with running(client, options()) as run:
-            await asyncio.wait_for(run.provider.leading.wait(), 60)
-            await cluster.claim(ns, "c", "pool")
-            assert await wait_bound(cluster, ns, "c") == "10.30.0.1"
-            await cluster.delete_claim(ns, "c")
-            await eventually(lambda: gone(cluster, ns, "c"), 20, "claim c to be released")
-            await cluster.claim(ns, "d", "pool")
-            assert await wait_bound(cluster, ns, "d") == "10.30.0.1"
-            await cluster.claim(ns, "c", "pool")  # re-created under the same name
-            assert await wait_bound(cluster, ns, "c") == "10.30.0.2"
-            held.release(1)  # the first held event: ADDED c (10.30.0.1) of the earlier incarnation
-            await eventually(lambda: _at_least(held, 1), 10, "the late event to be delivered")
-            await asyncio.sleep(0.2)
-            await cluster.claim(ns, "e", "pool")
-            address_e = await wait_bound(cluster, ns, "e")
-            held.release_all()
-            assert address_e == "10.30.0.3", f"claim e got {address_e}, which the new c holds"
-            assert await run.finish() == 0
+    async with (
+        client,
+        invariants.AddressMonitor(cluster.client, ADDRESSES, ns) as monitor,
+        running(client, options()) as run,
+    ):
+        await asyncio.wait_for(run.provider.leading.wait(), 60)
+        await cluster.claim(ns, "c", "pool")
+        assert await wait_bound(cluster, ns, "c") == "10.30.0.1"
+        await cluster.delete_claim(ns, "c")
+        await eventually(lambda: gone(cluster, ns, "c"), 20, "claim c to be released")
+        await cluster.claim(ns, "d", "pool")
+        assert await wait_bound(cluster, ns, "d") == "10.30.0.1"
+        await cluster.claim(ns, "c", "pool")  # re-created under the same name
+        assert await wait_bound(cluster, ns, "c") == "10.30.0.2"
+        held.release(1)  # the first held event: ADDED c (10.30.0.1) of the earlier incarnation
+        await eventually(lambda: _at_least(held, 1), 10, "the late event to be delivered")
+        await asyncio.sleep(0.2)
+        await cluster.claim(ns, "e", "pool")
+        address_e = await wait_bound(cluster, ns, "e")
+        held.release_all()
+        assert address_e == "10.30.0.3", f"claim e got {address_e}, which the new c holds"
         await invariants.settle(cluster.client, ns, monitor=monitor)
+        assert await run.finish() == 0
 
 
 async def _at_least(held: HeldWatch, n: int) -> bool:

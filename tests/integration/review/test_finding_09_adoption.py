@@ -17,7 +17,7 @@ from typing import Any
 from incluster_ipam.api.constants import GROUP
 
 from ..faults import invariants
-from ..faults.helpers import ADDRESSES, CLAIMS, Cluster
+from ..faults.helpers import ADDRESSES, CLAIMS, Cluster, claim_body
 from ..support import eventually
 from .harness import options, ready_condition, running, wait_bound
 
@@ -152,3 +152,35 @@ async def _claim_gone(cluster: Cluster, ns: str, name: str) -> bool:
 
 async def _address_gone(cluster: Cluster, ns: str, name: str) -> bool:
     return not await exists(cluster, ns, name)
+
+
+async def test_finding_09_an_earlier_claims_address_in_another_pool_is_replaced(cluster: Cluster) -> None:
+    """Found by the same-name churn (tests/integration/faults/test_name_reuse.py): a claim re-created under
+    the same name for another pool, while an IPAddress made for the earlier claim of that name still
+    exists, was refused forever ("belongs to another pool") and the IPAddress was left orphaned. An
+    IPAddress controlled by another UID of the claim's name is ours and nobody's now: it is replaced."""
+    ns = await cluster.namespace("f09")
+    await cluster.pool(POOL, "twenty", ns, addresses=["10.96.0.1-10.96.0.20"], prefix=24)
+    await cluster.pool(POOL, "forty", ns, addresses=["10.97.0.1-10.97.0.40"], prefix=24)
+    earlier = {
+        "apiVersion": f"{GROUP}/v1beta2",
+        "kind": "IPAddressClaim",
+        "name": "n3",
+        "uid": str(uuid.uuid4()),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    left = planted("n3", "10.96.0.9", "twenty", owners=[earlier])
+    left["metadata"]["finalizers"] = ["ipam.cluster.x-k8s.io/ProtectAddress"]
+    async with running(cluster.client, options()) as run:
+        await asyncio.wait_for(run.provider.leading.wait(), 60)
+        # The new claim exists first (paused, so nothing happens yet), then the earlier claim's IPAddress
+        # lands, as when a reconcile of the earlier claim was still creating it.
+        paused = claim_body("n3", "forty", annotations={"cluster.x-k8s.io/paused": ""})
+        await cluster.client.create(CLAIMS, paused, ns)
+        await asyncio.sleep(1.0)
+        await cluster.client.create(ADDRESSES, left, ns)
+        await asyncio.sleep(1.0)
+        await cluster.client.patch(CLAIMS, "n3", {"metadata": {"annotations": None}}, ns)
+        assert await wait_bound(cluster, ns, "n3", within=30) == "10.97.0.1"
+        await invariants.settle(cluster.client, ns)

@@ -49,34 +49,37 @@ async def test_finding_16_a_pool_recreated_at_once_never_repeats_an_in_flight_ad
             await gate.wait()
 
     client.hooks.append(hold_slow_create)
-    async with client, invariants.AddressMonitor(cluster.client, ADDRESSES, ns) as monitor:
-        async with running(client, options()) as run:
-            await asyncio.wait_for(run.provider.leading.wait(), 60)
-            await cluster.claim(ns, "slow", "p")
-            await asyncio.wait_for(gate.reached.wait(), 20)  # slow's address is reserved, its create held
-            await cluster.client.delete(IP_POOLS, "p", ns)
+    async with (
+        client,
+        invariants.AddressMonitor(cluster.client, ADDRESSES, ns) as monitor,
+        running(client, options()) as run,
+    ):
+        await asyncio.wait_for(run.provider.leading.wait(), 60)
+        await cluster.claim(ns, "slow", "p")
+        await asyncio.wait_for(gate.reached.wait(), 20)  # slow's address is reserved, its create held
+        await cluster.client.delete(IP_POOLS, "p", ns)
 
-            async def replaced() -> bool:
-                try:
-                    await cluster.pool("InClusterIPPool", "p", ns, **spec)
-                except Exception:
-                    return False
-                return True
+        async def replaced() -> bool:
+            try:
+                await cluster.pool("InClusterIPPool", "p", ns, **spec)
+            except Exception:
+                return False
+            return True
 
-            recreated = await _within(replaced, 5)
-            await cluster.claim(ns, "fast", "p")
-            if recreated:
-                await wait_bound(cluster, ns, "fast")
-            gate.open.set()
-            await wait_bound(cluster, ns, "slow")
-            if not recreated:
-                # The old pool waited for slow's reservation, and now holds its address: it goes once slow
-                # releases it, and comes back for fast.
-                await cluster.delete_claim(ns, "slow")
-                await eventually(replaced, 30, "the pool to be re-created")
-                await wait_bound(cluster, ns, "fast")
-            assert await run.finish() == 0
+        recreated = await _within(replaced, 5)
+        await cluster.claim(ns, "fast", "p")
+        if recreated:
+            await wait_bound(cluster, ns, "fast")
+        gate.open.set()
+        await wait_bound(cluster, ns, "slow")
+        if not recreated:
+            # The old pool waited for slow's reservation, and now holds its address: it goes once slow
+            # releases it, and comes back for fast.
+            await cluster.delete_claim(ns, "slow")
+            await eventually(replaced, 30, "the pool to be re-created")
+            await wait_bound(cluster, ns, "fast")
         await invariants.settle(cluster.client, ns, monitor=monitor)
+        assert await run.finish() == 0
 
 
 async def _within(probe: object, seconds: float) -> bool:
