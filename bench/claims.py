@@ -76,11 +76,11 @@ from _proc import PeakSampler, children, load_average, machine, sample, system_b
 from _profile import summarise
 from incluster_ipam import __version__
 from incluster_ipam.api.crds import crds as our_crds
+from incluster_ipam.capi.contract import Contract, ReadyState
 from incluster_ipam.devcluster import ControlPlane, ensure_assets
 from incluster_ipam.devcluster.assets import Assets
 from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.devcluster.process import ManagedProcess, log_tail
-from incluster_ipam.provider.contract import Contract, ReadyState
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -16,9 +16,9 @@ from .devcluster import CURRENT_CAPI, ControlPlane
 from .devcluster.controlplane import free_port
 from .kube import KubeClient
 from .kube.client import WATCH_IDLE_TIMEOUT
-from .provider.manager import Options, Provider
+from .provider import Options, Provider
 from .runtime import install_signal_handlers, setup_logging
-from .runtime.tls import TLS_VERSIONS, cipher_list
+from .serving.tls import TLS_VERSIONS, cipher_list
 from .webhooks.registration import install_webhooks
 
 

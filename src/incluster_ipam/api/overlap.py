@@ -16,9 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from incluster_ipam.api.models import IPPoolSpec, Pool, PrefixPoolSpec
-from incluster_ipam.api.prefix_validation import core_spec as prefix_core_spec
 from incluster_ipam.api.prefix_validation import validate_prefix_pool
-from incluster_ipam.api.validation import core_spec as ip_core_spec
+from incluster_ipam.api.specs import ip_core_spec, prefix_core_spec
 from incluster_ipam.api.validation import validate_ip_pool
 from incluster_ipam.ipam import addresses as addr
 from incluster_ipam.ipam import pool as ip_core

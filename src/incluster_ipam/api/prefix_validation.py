@@ -8,6 +8,7 @@ from incluster_ipam.api.errors import FieldError, Status, bad_request, invalid, 
 from incluster_ipam.api.gofmt import list_v
 from incluster_ipam.api.limits import entry_limit_errors
 from incluster_ipam.api.models import AllocatedAddress, PrefixPoolSpec
+from incluster_ipam.api.specs import prefix_core_spec
 from incluster_ipam.api.validation import parse_gateway
 from incluster_ipam.ipam import addresses as addr
 from incluster_ipam.ipam import prefix as core
@@ -96,16 +97,6 @@ def prefix_pool_status(kind: str, name: str, spec: PrefixPoolSpec) -> Status | N
     return invalid(kind, name, errors) if errors else None
 
 
-def core_spec(spec: PrefixPoolSpec) -> core.PrefixPoolSpec:
-    """The address core's view of a (validated) spec."""
-    return core.PrefixPoolSpec(
-        prefixes=spec.prefixes or (),
-        allocation_prefix_length=effective_length(spec),
-        gateway=spec.gateway or None,
-        excluded=spec.excluded or (),
-    )
-
-
 def _allocatable(pool: core.PrefixPool, allocated: AllocatedAddress) -> bool:
     if allocated.prefix is None:
         return False
@@ -127,11 +118,11 @@ def validate_prefix_pool_update(
     if effective_length(old) != effective_length(new):
         return bad_request(MSG_IMMUTABLE)
     try:
-        pool = core.PrefixPool.from_spec(core_spec(new))
+        pool = core.PrefixPool.from_spec(prefix_core_spec(new))
     except addr.AddressError as exc:  # validated above; kept as a guard, never a crash
         return bad_request(f"pool spec cannot be evaluated: {exc}")
     try:
-        before: core.PrefixPool | None = core.PrefixPool.from_spec(core_spec(old))
+        before: core.PrefixPool | None = core.PrefixPool.from_spec(prefix_core_spec(old))
     except (addr.AddressError, ValueError):
         before = None
     in_use = [a for a in in_use if before is None or _allocatable(before, a)]
@@ -147,7 +138,7 @@ def prefix_pool_warnings(spec: PrefixPoolSpec) -> list[str]:
         return []
     warnings = [WARN_HOST_LENGTH]
     try:
-        pool = core.PrefixPool.from_spec(core_spec(spec))
+        pool = core.PrefixPool.from_spec(prefix_core_spec(spec))
     except addr.AddressError:
         return warnings
     if pool.gateway_in_prefixes():

@@ -14,6 +14,7 @@ from incluster_ipam.api.errors import FieldError, Status, bad_request, invalid, 
 from incluster_ipam.api.gofmt import list_v
 from incluster_ipam.api.limits import entry_limit_errors
 from incluster_ipam.api.models import IPPoolSpec
+from incluster_ipam.api.specs import ip_core_spec
 from incluster_ipam.ipam import addresses as addr
 from incluster_ipam.ipam import pool as core
 
@@ -115,17 +116,6 @@ def ip_pool_status(kind: str, name: str, spec: IPPoolSpec) -> Status | None:
     return invalid(kind, name, errors) if errors else None
 
 
-def core_spec(spec: IPPoolSpec) -> core.IPPoolSpec:
-    """The address core's view of a (validated) spec."""
-    return core.IPPoolSpec(
-        addresses=spec.addresses or (),
-        prefix=spec.prefix,
-        gateway=spec.gateway or None,
-        allocate_reserved=spec.allocate_reserved,
-        excluded=spec.excluded or (),
-    )
-
-
 def _range_text(version: int, first: int, last: int) -> str:
     # netipx prints every range as "from-to", even a single address.
     return f"{addr.format_address(version, first)}-{addr.format_address(version, last)}"
@@ -166,13 +156,13 @@ def in_use_status(new: IPPoolSpec, in_use: Iterable[str], old: IPPoolSpec | None
     by hand, or left behind by a forced edit) is already outside, and must not lock the pool for every
     later edit (finding 12 of the December review). Upstream counts it."""
     try:
-        allocatable = core.allocatable_set(core_spec(new))
+        allocatable = core.allocatable_set(ip_core_spec(new))
     except addr.AddressError as exc:  # validated by the caller; kept as a guard, never a crash
         return bad_request(f"pool spec cannot be evaluated: {exc}")
     addresses = list(in_use)
     if old is not None:
         try:
-            before = core.allocatable_set(core_spec(old))
+            before = core.allocatable_set(ip_core_spec(old))
         except addr.AddressError:
             before = None
         if before is not None:

@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from incluster_ipam.api.constants import GROUP, POOL_KINDS, V1ALPHA2, PoolKind
+from incluster_ipam.api.constants import GROUP, POOL_KINDS, PoolKind
+from incluster_ipam.capi.contract import NoContractError
+from incluster_ipam.capi.resources import pool_resource
+from incluster_ipam.claimcore.discovery import discover
 from incluster_ipam.kube import ApiError, ConfigError, KubeClient, KubeError, Obj, Resource
-from incluster_ipam.provider.contract import NoContractError, choose_contract
 
 from .findings import DEFAULT_GRACE_SECONDS, FindingKind, Report, audit
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
-
-CLUSTER_GROUP = "cluster.x-k8s.io"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +93,7 @@ def _with_kind(items: list[Obj], resource: Resource) -> list[Obj]:
 
 
 async def _list_pools(client: KubeClient, kind: PoolKind, namespace: str | None) -> list[Obj] | None:
-    resource = Resource(GROUP, V1ALPHA2, kind.plural, kind.kind, kind.namespaced)
+    resource = pool_resource(kind)
     try:
         listed = await client.list(resource, namespace if kind.namespaced else None)
     except ApiError as exc:
@@ -117,12 +117,11 @@ async def _list_addresses(
     return _with_kind((await client.list(resource)).items, resource), True
 
 
-async def _list_clusters(client: KubeClient, namespace: str | None) -> tuple[list[Obj] | None, str]:
-    versions = await client.server_versions(CLUSTER_GROUP, "clusters")
-    version = next((v for v in ("v1beta2", "v1beta1") if v in versions), None)
-    if version is None:
+async def _list_clusters(
+    client: KubeClient, resource: Resource | None, namespace: str | None
+) -> tuple[list[Obj] | None, str]:
+    if resource is None:
         return None, "Cluster API core is not installed: Cluster pauses were not considered"
-    resource = Resource(CLUSTER_GROUP, version, "clusters", "Cluster", True)
     try:
         return _with_kind((await client.list(resource, namespace)).items, resource), ""
     except ApiError as exc:
@@ -133,14 +132,13 @@ async def _list_clusters(client: KubeClient, namespace: str | None) -> tuple[lis
 
 async def read_cluster(client: KubeClient, namespace: str | None = None) -> Snapshot:
     """One read of everything the audit looks at (raises KubeError, NoContractError)."""
-    contract = choose_contract(await client.server_versions(GROUP, "ipaddressclaims"))
-    claims_resource = Resource(GROUP, contract.version, "ipaddressclaims", "IPAddressClaim", True)
-    addresses_resource = Resource(GROUP, contract.version, "ipaddresses", "IPAddress", True)
+    found = await discover(client)
+    contract, claims_resource, addresses_resource = found.contract, found.claims, found.addresses
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the other reads
             claims_read = group.create_task(client.list(claims_resource, namespace))
             addresses_read = group.create_task(_list_addresses(client, addresses_resource, namespace))
-            clusters_read = group.create_task(_list_clusters(client, namespace))
+            clusters_read = group.create_task(_list_clusters(client, found.clusters, namespace))
             pools_read = [group.create_task(_list_pools(client, k, namespace)) for k in POOL_KINDS]
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None

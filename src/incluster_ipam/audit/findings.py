@@ -28,7 +28,6 @@ binding or releasing them (an IPAddress being deleted counts from its deletionTi
 
 from __future__ import annotations
 
-import datetime
 import enum
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -37,19 +36,9 @@ from typing import Any
 
 from incluster_ipam.api.constants import PoolFamily, PoolKind
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, decode_pool
-from incluster_ipam.api.prefix_validation import core_spec as prefix_core_spec
-from incluster_ipam.api.validation import core_spec as ip_core_spec
-from incluster_ipam.ipam import pool as ip_core
-from incluster_ipam.ipam import prefix as prefix_core
-from incluster_ipam.ipam.addresses import (
-    BITS,
-    AddressError,
-    AddressRange,
-    IPSet,
-    format_address,
-    parse_address,
-)
-from incluster_ipam.provider.objects import (
+from incluster_ipam.api.specs import ip_core_spec, prefix_core_spec
+from incluster_ipam.api.timestamps import parse_time
+from incluster_ipam.capi.objects import (
     address_pool_key,
     claim_cluster_name,
     claim_pool_key,
@@ -60,6 +49,16 @@ from incluster_ipam.provider.objects import (
     namespace_of,
     pool_key_of,
     split_pool_key,
+)
+from incluster_ipam.ipam import pool as ip_core
+from incluster_ipam.ipam import prefix as prefix_core
+from incluster_ipam.ipam.addresses import (
+    BITS,
+    AddressError,
+    AddressRange,
+    IPSet,
+    format_address,
+    parse_address,
 )
 
 DEFAULT_GRACE_SECONDS = 30.0
@@ -256,12 +255,9 @@ def parse_timestamp(value: object) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
 
 
 def _settled(obj: Obj, now: float, grace: float) -> bool:

@@ -42,11 +42,13 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 @dataclass(frozen=True, slots=True)
 class ObjectList:
-    """A list result: the items and the collection's resourceVersion (where a watch resumes)."""
+    """A list result: the items and the collection's resourceVersion (where a watch resumes). In a
+    `snapshot`, `restarted` says: drop the pages before this one, the snapshot starts again here."""
 
     items: list[Obj]
     resource_version: str
     continue_token: str | None = None
+    restarted: bool = False
 
 
 class KubeClient:
@@ -222,12 +224,41 @@ class KubeClient:
         page_size: int | None = 500,
         request_timeout: float | None = None,
     ) -> ObjectList:
-        """All matching objects, fetched `page_size` at a time (one consistent snapshot across pages).
-
-        If the continue token expires mid-way (410), the list is retried once unpaginated, as client-go's
-        pager does."""
+        """All matching objects, fetched `page_size` at a time (one consistent snapshot, `snapshot`)."""
         items: builtins.list[Obj] = []
         version = ""
+        async for page in self.snapshot(
+            resource,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version,
+            page_size=page_size,
+            request_timeout=request_timeout,
+        ):
+            if page.restarted:
+                items = []
+            items.extend(page.items)
+            version = page.resource_version
+        return ObjectList(items, version)
+
+    async def snapshot(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        page_size: int | None = 500,
+        request_timeout: float | None = None,
+    ) -> AsyncIterator[ObjectList]:
+        """The pages of one consistent snapshot, for callers that process (and drop) items as they come.
+
+        If the continue token expires mid-way (410), one unpaginated list follows, as client-go's pager
+        does; its page has `restarted` set: whatever came before is to be dropped. (The one place this
+        fallback lives: `list`, the informers and the takeover all read through here.)"""
+        first = True
         try:
             async for page in self.list_pages(
                 resource,
@@ -238,12 +269,12 @@ class KubeClient:
                 page_size=page_size,
                 request_timeout=request_timeout,
             ):
-                items.extend(page.items)
-                version = page.resource_version
+                first = False
+                yield page
         except WatchExpired:
-            if not items:
+            if first or page_size is None:
                 raise
-            page = await self._list_page(
+            full = await self._list_page(
                 resource,
                 namespace,
                 label_selector=label_selector,
@@ -253,8 +284,7 @@ class KubeClient:
                 token=None,
                 request_timeout=request_timeout,
             )
-            return ObjectList(page.items, page.resource_version)
-        return ObjectList(items, version)
+            yield ObjectList(full.items, full.resource_version, restarted=True)
 
     async def list_pages(
         self,

@@ -13,7 +13,6 @@ it is short of. Warnings are never held back by the budget: they say why a claim
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import secrets
 import time
@@ -21,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from incluster_ipam.api.timestamps import now_time
 
 from .client import KubeClient
 from .errors import KubeError, is_not_found
@@ -54,10 +55,6 @@ def object_reference(obj: Mapping[str, Any]) -> Obj:
     return ref
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(eq=False)
 class _Aggregate:
     """One distinct event and what has been written of it so far."""
@@ -69,7 +66,7 @@ class _Aggregate:
     written: int = 0
     created: bool = False
     queued: bool = False
-    last: str = field(default_factory=_now)
+    last: str = field(default_factory=now_time)
 
 
 class TokenBucket:
@@ -183,7 +180,7 @@ class EventRecorder:
         else:
             self._cache.move_to_end(key)
             entry.count += 1
-            entry.last = _now()
+            entry.last = now_time()
         if not entry.queued:
             self._start_workers()
             try:
@@ -196,7 +193,7 @@ class EventRecorder:
     def _body(
         self, ref: Obj, namespace: str, name: str, *, event_type: str, reason: str, message: str
     ) -> Obj:
-        now = _now()
+        now = now_time()
         body: Obj = {
             "apiVersion": "v1",
             "kind": "Event",

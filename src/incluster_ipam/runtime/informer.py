@@ -60,7 +60,9 @@ class EventIterator(Protocol):
 class ListWatch(Protocol):
     """The informer's view of the API (a KubeClient-backed `ResourceListWatch`, or a fake in unit tests)."""
 
-    def list_pages(self, page_size: int | None) -> AsyncIterator[ObjectList]: ...
+    def list_pages(self, page_size: int | None) -> AsyncIterator[ObjectList]:
+        """The pages of one snapshot (`KubeClient.snapshot`: a page may say the snapshot `restarted`)."""
+        ...
 
     def watch(self, resource_version: str, timeout_seconds: int) -> EventIterator: ...
 
@@ -76,7 +78,7 @@ class ResourceListWatch:
     field_selector: str | None = None
 
     def list_pages(self, page_size: int | None) -> AsyncIterator[ObjectList]:
-        return self.client.list_pages(
+        return self.client.snapshot(
             self.resource,
             self.namespace,
             label_selector=self.label_selector,
@@ -283,13 +285,7 @@ class Informer:
     # ---- list -----------------------------------------------------------------------------------------
 
     async def _relist(self) -> None:
-        try:
-            store, version = await self._list_into_store(self._page_size)
-        except WatchExpired:
-            if self._page_size is None:
-                raise
-            # The continue token expired mid-list: take one unpaginated snapshot, as client-go's pager does.
-            store, version = await self._list_into_store(None)
+        store, version = await self._list_into_store(self._page_size)
         old, self._store = self._store, store
         self._resource_version = version
         self._heard_at = time.monotonic()
@@ -305,6 +301,8 @@ class Informer:
         count = 0
         pages = self._source.list_pages(page_size)
         async for page in pages:
+            if page.restarted:  # the snapshot started again (an expired continue token): drop the rest
+                store, count = Store(self._store.indexers), 0
             for obj in page.items:
                 store.upsert(object_key(obj), self._project(obj), _version(obj))
                 count += 1

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import inspect
 import logging
 import math
@@ -25,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.timestamps import micro_time
 from ..kube.client import KubeClient
 from ..kube.errors import ApiError, KubeError
 from ..kube.resources import LEASES, Obj
@@ -39,12 +39,6 @@ Callback = Callable[[], Awaitable[None] | None]
 def default_identity() -> str:
     """`hostname_uuid`, as controller-runtime does (unique even for two processes on one host)."""
     return f"{socket.gethostname()}_{uuid.uuid4()}"
-
-
-def micro_time(now: datetime.datetime | None = None) -> str:
-    """A metav1.MicroTime string."""
-    now = now or datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

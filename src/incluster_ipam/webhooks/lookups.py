@@ -12,16 +12,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from incluster_ipam.api.constants import GROUP, POOL_KINDS, V1ALPHA2, pool_kind
+from incluster_ipam.api.constants import POOL_KINDS, pool_kind
 from incluster_ipam.api.models import AllocatedAddress, DecodeError, Pool, decode_pool
-from incluster_ipam.kube import KubeClient, Resource
-from incluster_ipam.provider.objects import BY_POOL, index_by_pool_of_address, pool_key, project
+from incluster_ipam.capi.objects import BY_POOL, index_by_pool_of_address, pool_key, project
+from incluster_ipam.capi.resources import pool_resource
+from incluster_ipam.claimcore.discovery import discover, served
+from incluster_ipam.kube import KubeClient
 from incluster_ipam.runtime import Informer
 
 log = logging.getLogger(__name__)
-
-#: IPAM contract versions of IPAddress, newest first (spec §10.1).
-ADDRESS_VERSIONS = ("v1beta2", "v1beta1")
 
 
 class AddressLookup(Protocol):
@@ -70,7 +69,7 @@ def allocated_address(obj: Mapping[str, Any]) -> AllocatedAddress:
 class InformerLookups:
     """Both lookups, answered from informer caches (no API calls while admitting).
 
-    ``addresses`` is an IPAddress informer with the `incluster_ipam.provider.objects.BY_POOL` index
+    ``addresses`` is an IPAddress informer with the `incluster_ipam.capi.objects.BY_POOL` index
     (`index_by_pool_of_address`); ``pools`` maps pool kind names (``"InClusterIPPool"``, ...) to v1alpha2 pool
     informers. A kind without an informer has no pools. Pass the bound methods `addresses` and `pools` to
     `WebhookServer`.
@@ -140,23 +139,6 @@ class InformerLookups:
         return out
 
 
-async def address_resource(client: KubeClient) -> Resource:
-    """IPAddress in the newest IPAM contract version the cluster serves (v1beta2, else v1beta1)."""
-    served = await client.server_versions(GROUP, "ipaddresses")
-    for version in ADDRESS_VERSIONS:
-        if version in served:
-            return Resource(GROUP, version, "ipaddresses", "IPAddress", namespaced=True)
-    raise LookupError(
-        f"the cluster serves no {GROUP} IPAddress in {' or '.join(ADDRESS_VERSIONS)} "
-        f"(served: {sorted(served) or 'none'}); install Cluster API >= 1.6 first"
-    )
-
-
-def pool_resources() -> dict[str, Resource]:
-    """The four pool kinds at v1alpha2 (the storage version: listing them needs no conversion)."""
-    return {k.kind: Resource(GROUP, V1ALPHA2, k.plural, k.kind, k.namespaced) for k in POOL_KINDS}
-
-
 async def start_lookups(
     client: KubeClient, *, namespace: str | None = None, sync_seconds: float = 60.0
 ) -> tuple[InformerLookups, Callable[[], Awaitable[None]]]:
@@ -167,21 +149,25 @@ async def start_lookups(
     lookups and an async ``stop`` that ends the informers; on failure (e.g. no sync within ``sync_seconds``
     seconds: `TimeoutError`) everything started is stopped again.
     """
+    found = await discover(client)
     addresses = Informer.for_resource(
         client,
-        await address_resource(client),
+        found.addresses,
         namespace=namespace,
         projection=project,
         indexers={BY_POOL: index_by_pool_of_address},
     )
-    pools: dict[str, Informer] = {}
-    for kind, resource in pool_resources().items():
-        if V1ALPHA2 not in await client.server_versions(GROUP, resource.plural):
-            log.warning("%s is not installed; the webhooks see no pools of that kind", kind)
-            continue
-        pools[kind] = Informer.for_resource(
+    wanted = [pool_resource(kind) for kind in POOL_KINDS]
+    installed = await served(client, wanted)
+    for resource in wanted:
+        if resource not in installed:
+            log.warning("%s is not installed; the webhooks see no pools of that kind", resource.kind)
+    pools = {
+        resource.kind: Informer.for_resource(
             client, resource, namespace=namespace if resource.namespaced else None, projection=project
         )
+        for resource in installed
+    }
     informers = [addresses, *pools.values()]
 
     async def stop() -> None:

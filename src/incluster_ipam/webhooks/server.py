@@ -5,7 +5,7 @@ Usage (port 0 picks a free port; `WebhookServer.port` and `.url` tell which)::
     async with WebhookServer("127.0.0.1", 0, cert_file, key_file, addresses=lookup, pools=pools) as srv:
         ...  # point webhook configurations and CRD conversion at srv.url
 
-TLS comes from PEM files (`incluster_ipam.runtime.tls`: TLS 1.2 at least, forward-secret AEAD suites);
+TLS comes from PEM files (`incluster_ipam.serving.tls`: TLS 1.2 at least, forward-secret AEAD suites);
 `reload_certificates` swaps in a context built from the files again (new connections get the new
 certificate), so rotation only needs a file watcher to call it.
 
@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from incluster_ipam.api.conversion import ConversionError, convert
-from incluster_ipam.runtime.tls import ServingTLS, server_context
+from incluster_ipam.serving.tls import ServingTLS, server_context
 from incluster_ipam.webhooks.admission import (
     ROUTES,
     PoolAdmission,

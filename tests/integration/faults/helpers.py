@@ -26,7 +26,7 @@ from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.devcluster.process import ManagedProcess, log_tail
 from incluster_ipam.kube import LEASES, NAMESPACES, ApiError, KubeClient, KubeError, Resource
 from incluster_ipam.kube.errors import is_not_found
-from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from ..support import eventually
 

@@ -24,15 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, decode_pool
-from incluster_ipam.api.prefix_validation import core_spec as prefix_core_spec
-from incluster_ipam.api.validation import core_spec as ip_core_spec
+from incluster_ipam.api.specs import ip_core_spec, prefix_core_spec
 from incluster_ipam.audit.command import Snapshot, read_cluster, render_json, render_text
 from incluster_ipam.audit.findings import Finding, FindingKind, Report, audit
-from incluster_ipam.ipam import pool as ip_core
-from incluster_ipam.ipam import prefix as prefix_core
-from incluster_ipam.ipam.addresses import AddressError, parse_address
-from incluster_ipam.kube import KubeClient, Resource
-from incluster_ipam.provider.objects import (
+from incluster_ipam.capi.objects import (
     address_pool_key,
     claim_pool_key,
     is_deleting,
@@ -40,6 +35,10 @@ from incluster_ipam.provider.objects import (
     namespace_of,
     pool_key_of,
 )
+from incluster_ipam.ipam import pool as ip_core
+from incluster_ipam.ipam import prefix as prefix_core
+from incluster_ipam.ipam.addresses import AddressError, parse_address
+from incluster_ipam.kube import KubeClient, Resource
 from incluster_ipam.runtime import Informer
 from incluster_ipam.runtime.backoff import Backoff
 

@@ -18,7 +18,7 @@ import pytest
 from incluster_ipam.api.crds import crds
 from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.kube import KubeClient
-from incluster_ipam.provider.manager import Provider
+from incluster_ipam.provider import Provider
 
 from . import invariants
 from .helpers import ADDRESSES, Cluster, in_process, seeded, write_kubeconfig
@@ -33,9 +33,11 @@ async def plane(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Contr
 
 def informer_counts(provider: Provider) -> dict[str, tuple[int, int]]:
     """(lists, watches) per informer of the provider."""
-    assert provider.informers is not None
-    found = {"claims": provider.informers.claims, "addresses": provider.informers.addresses}
-    found.update(provider.informers.pools)
+    assert provider.claims is not None
+    assert provider.addresses is not None
+    assert provider.pools is not None
+    found = {"claims": provider.claims, "addresses": provider.addresses}
+    found.update(provider.pools.pools)
     return {name: (i.lists, i.watches) for name, i in found.items()}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from incluster_ipam.kube import LEASES
-from incluster_ipam.provider.manager import LEASE_NAME
+from incluster_ipam.provider import LEASE_NAME
 
 from . import invariants
 from .helpers import (

@@ -34,7 +34,7 @@ from incluster_ipam.audit.findings import Finding, FindingKind
 from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.kube import ApiError
-from incluster_ipam.provider.manager import Provider
+from incluster_ipam.provider import Provider
 from incluster_ipam.webhooks.registration import install_webhooks, uninstall_webhooks
 
 from . import invariants

@@ -153,17 +153,17 @@ async def test_claim_deleted_before_the_cache_saw_its_address_releases_it(cluste
     ns = await cluster.namespace("reg")
     await cluster.pool("InClusterIPPool", "pool", ns, addresses=["10.91.0.1-10.91.0.9"], prefix=24)
     async with in_process(cluster.client) as provider:
-        assert provider.informers is not None
+        assert provider.addresses is not None
         # The provider's IPAddress cache stops seeing changes (a lagging watch, at its worst).
-        await provider.informers.addresses.stop()
+        await provider.addresses.stop()
         await cluster.claim(ns, "quick", "pool")
         await cluster.wait_all_bound(ns, within=20)
-        assert provider.informers.addresses.get(f"{ns}/quick") is None
+        assert provider.addresses.get(f"{ns}/quick") is None
         await cluster.delete_claim(ns, "quick")
         await eventually(
             lambda: _gone(cluster.client, CLAIMS, "quick", ns), 20, "the claim's release to finish"
         )
-        provider.informers.addresses.start()
+        provider.addresses.start()
         await invariants.settle(cluster.client, ns, within=10, label="claim deleted before the cache saw")
         assert not await exists(cluster.client, ADDRESSES, "quick", ns)
         # and the address is free again

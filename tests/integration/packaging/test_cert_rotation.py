@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from incluster_ipam.devcluster.pki import CertificateAuthority, KeyPair
-from incluster_ipam.provider.diagnostics import DiagnosticsServer, KubeAuthorizer
+from incluster_ipam.serving.certwatch import CertWatcher
+from incluster_ipam.serving.diagnostics import DiagnosticsServer, KubeAuthorizer
 from incluster_ipam.webhooks import WebhookServer
-from incluster_ipam.webhooks.certwatch import CertWatcher
 from tests.unit.packaging.certs import der, swap_secret_volume, write_pair
 
 

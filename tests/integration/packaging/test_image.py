@@ -65,7 +65,7 @@ def test_the_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     _run(
         str(python),
         "-c",
-        "import incluster_ipam.provider.diagnostics, incluster_ipam.webhooks.certwatch",
+        "import incluster_ipam.serving.diagnostics, incluster_ipam.serving.certwatch",
         cwd=tmp_path,
         env=env,
     )

@@ -15,9 +15,9 @@ from prometheus_client import generate_latest
 
 from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.kube import KubeClient, Resource
-from incluster_ipam.provider.diagnostics import DiagnosticsServer, KubeAuthorizer
-from incluster_ipam.provider.manager import Options, Provider
+from incluster_ipam.provider import Options, Provider
 from incluster_ipam.provider.metrics import Metrics
+from incluster_ipam.serving.diagnostics import DiagnosticsServer, KubeAuthorizer
 from tests.unit.packaging.certs import swap_secret_volume
 
 from .conftest import NAMESPACE, SERVICE_ACCOUNT, create_namespace, in_cluster_client, service_account_token
@@ -51,7 +51,7 @@ async def test_metrics_need_a_token_the_apiserver_authorizes(
     )
     provider_token = await service_account_token(packaging_plane, NAMESPACE, SERVICE_ACCOUNT)
     metrics = Metrics()
-    metrics.allocations.inc(7)
+    metrics.claims.allocations.inc(7)
     serving = packaging_plane.ca.serving(("127.0.0.1",))
     (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
     (tmp_path / "tls.key").write_bytes(serving.key_pem)

@@ -16,7 +16,7 @@ from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.kube import EVENTS, LEASES, ApiError, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.kube.resources import CONFIGMAPS, NAMESPACES, SECRETS
-from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from .conftest import (
     NAMESPACE,

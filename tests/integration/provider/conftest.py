@@ -16,7 +16,7 @@ from incluster_ipam.api.crds import crds
 from incluster_ipam.devcluster import OLD_CAPI, ControlPlane
 from incluster_ipam.kube import EVENTS, NAMESPACES, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
-from incluster_ipam.provider.manager import Options, Provider
+from incluster_ipam.provider import Options, Provider
 
 from ..support import eventually
 

@@ -13,7 +13,7 @@ import pytest
 from incluster_ipam.api.crds import crds
 from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.kube import LEASES, KubeClient, Resource
-from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from .conftest import ADDRESSES, CLAIMS, Harness, eventually
 

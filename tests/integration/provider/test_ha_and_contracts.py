@@ -18,7 +18,7 @@ from incluster_ipam.devcluster import OLD_CAPI, ControlPlane
 from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.devcluster.process import ManagedProcess
 from incluster_ipam.kube import LEASES, KubeClient, Resource
-from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from .conftest import Harness, eventually
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from incluster_ipam.kube import LEASES, ApiError, KubeClient
 from incluster_ipam.kube.errors import is_not_found
-from incluster_ipam.provider.manager import LEASE_NAME, Options, Provider
+from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from ..faults.helpers import CLAIMS, Cluster
 from ..support import eventually

@@ -16,8 +16,8 @@ from incluster_ipam.api.constants import (
 from incluster_ipam.api.conversion import ConversionError, convert
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, IPPoolSpecV1Alpha1, Pool, PrefixPoolSpec
 from incluster_ipam.api.overlap import overlap_warnings
-from incluster_ipam.api.prefix_validation import core_spec as prefix_core_spec
 from incluster_ipam.api.prefix_validation import prefix_pool_warnings, validate_prefix_pool
+from incluster_ipam.api.specs import prefix_core_spec
 from incluster_ipam.api.validation import validate_ip_pool, validate_ip_pool_update
 from incluster_ipam.ipam import addresses as addr
 from incluster_ipam.ipam import pool as core

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from incluster_ipam.cli import _parser, provider_options
-from incluster_ipam.provider.manager import Options
+from incluster_ipam.provider import Options
 
 
 def options_for(*flags: str) -> Options:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from incluster_ipam.devcluster.pki import CertificateAuthority
-from incluster_ipam.runtime.tls import ServingTLS
-from incluster_ipam.webhooks.certwatch import CertWatcher
+from incluster_ipam.serving.certwatch import CertWatcher
+from incluster_ipam.serving.tls import ServingTLS
 
 from .certs import serving_pair, swap_secret_volume, write_pair
 

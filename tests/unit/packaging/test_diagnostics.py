@@ -13,7 +13,7 @@ import pytest
 
 from incluster_ipam.devcluster.pki import CertificateAuthority
 from incluster_ipam.kube import ApiError, Obj, Resource, TransportError
-from incluster_ipam.provider.diagnostics import (
+from incluster_ipam.serving.diagnostics import (
     SUBJECT_ACCESS_REVIEWS,
     TOKEN_REVIEWS,
     DiagnosticsServer,

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from incluster_ipam.api.constants import IN_CLUSTER_IP_POOL, IN_CLUSTER_PREFIX_POOL
 from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec
+from incluster_ipam.backend.book import PoolBook, PoolSpecError
 from incluster_ipam.ipam.allocator import PoolExhausted
-from incluster_ipam.provider.book import PoolBook, PoolSpecError
 
 KEY = "InClusterIPPool/ns/pool"
 

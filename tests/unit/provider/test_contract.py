@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from incluster_ipam.provider.contract import (
+from incluster_ipam.capi.contract import (
     POOL_EXHAUSTED,
     Contract,
     NoContractError,

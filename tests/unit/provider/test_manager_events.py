@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from incluster_ipam.provider.manager import Options, Provider
+from incluster_ipam.provider import Options, Provider
 
 CLAIM = {
     "apiVersion": "ipam.cluster.x-k8s.io/v1beta2",

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from incluster_ipam.api.constants import IN_CLUSTER_IP_POOL
 from incluster_ipam.api.models import IPPoolSpec
+from incluster_ipam.backend.book import PoolBook
 from incluster_ipam.ipam.addresses import format_address
 from incluster_ipam.ipam.allocator import PoolExhausted
-from incluster_ipam.provider.book import PoolBook
 
 KEY = "InClusterIPPool/ns/p"
 NAMES = ("a", "b", "c", "d")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from incluster_ipam.api.constants import IN_CLUSTER_IP_POOL
 from incluster_ipam.api.models import IPPoolSpec
+from incluster_ipam.backend.book import PoolBook
 from incluster_ipam.ipam import pool as ip_pool
 from incluster_ipam.ipam.addresses import parse_address
-from incluster_ipam.provider.book import PoolBook
 
 KEY = "InClusterIPPool/ns/pool"
 

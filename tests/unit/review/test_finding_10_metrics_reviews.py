@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from incluster_ipam.kube import Obj, Resource
-from incluster_ipam.provider.diagnostics import KubeAuthorizer
+from incluster_ipam.serving.diagnostics import KubeAuthorizer
 from tests.unit.packaging.test_diagnostics import ScriptedApi
 
 

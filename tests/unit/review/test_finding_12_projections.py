@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from incluster_ipam.api.constants import GLOBAL_IN_CLUSTER_IP_POOL
-from incluster_ipam.provider.objects import CLUSTER_NAME_LABEL, WATCH_FILTER_LABEL, project
+from incluster_ipam.capi.objects import CLUSTER_NAME_LABEL, WATCH_FILTER_LABEL, project
 from incluster_ipam.webhooks.admission import ROUTES, PoolAdmission, parse_review
 from tests.unit.webhooks.fakes import FakeCluster, pool_object, review
 

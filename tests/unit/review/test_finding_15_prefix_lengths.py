@@ -9,7 +9,7 @@ import ipaddress
 
 from incluster_ipam.api.constants import IN_CLUSTER_PREFIX_POOL
 from incluster_ipam.api.models import PrefixPoolSpec
-from incluster_ipam.provider.book import PoolBook
+from incluster_ipam.backend.book import PoolBook
 
 
 def test_finding_15_a_shorter_in_use_prefix_blocks_all_of_its_sub_prefixes() -> None:

@@ -26,11 +26,11 @@ from aiohttp.test_utils import TestServer
 
 from incluster_ipam.api.constants import IN_CLUSTER_IP_POOL
 from incluster_ipam.api.models import IPPoolSpec
+from incluster_ipam.backend.book import PoolBook
+from incluster_ipam.capi.objects import address_pool_key, claim_pool_key
 from incluster_ipam.kube import KubeClient, KubeError, Resource
 from incluster_ipam.kube.config import ClusterConfig
-from incluster_ipam.provider.book import PoolBook
-from incluster_ipam.provider.diagnostics import DiagnosticsServer, KubeAuthorizer
-from incluster_ipam.provider.objects import address_pool_key, claim_pool_key
+from incluster_ipam.serving.diagnostics import DiagnosticsServer, KubeAuthorizer
 from incluster_ipam.webhooks import WebhookServer
 from incluster_ipam.webhooks import server as webhook_server
 from incluster_ipam.webhooks.server import server_ssl_context

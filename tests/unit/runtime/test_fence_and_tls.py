@@ -18,7 +18,7 @@ from incluster_ipam.runtime import (
     Unfenced,
     send_within,
 )
-from incluster_ipam.runtime.tls import ServingTLS, cipher_list, server_context
+from incluster_ipam.serving.tls import ServingTLS, cipher_list, server_context
 from tests.unit.packaging.certs import serving_pair, write_pair
 from tests.unit.runtime.test_leaderelection import FAST, FakeLeases
 

@@ -66,8 +66,10 @@ class FakeSource:
         size = page_size or len(self.items) or 1
         for start in range(0, max(len(self.items), 1), size):
             if start and self.expire_continue:
+                # The continue token expired: as `KubeClient.snapshot`, one full list, marked restarted.
                 self.expire_continue = False
-                raise error_from_status({"code": 410, "reason": "Expired", "message": "continue expired"})
+                yield ObjectList(list(self.items), self.version, restarted=True)
+                return
             yield ObjectList(self.items[start : start + size], self.version)
 
     def watch(self, resource_version: str, timeout_seconds: int) -> Stream:
@@ -228,15 +230,17 @@ async def test_failing_list_is_retried() -> None:
         await informer.stop()
 
 
-async def test_expired_continue_token_falls_back_to_one_full_list() -> None:
+async def test_a_restarted_snapshot_replaces_the_pages_before_it() -> None:
     source = FakeSource([cm(f"o{i}", i) for i in range(5)], "9")
     source.expire_continue = True
-    informer = informer_for(source, [], page_size=2)
+    seen: Seen = []
+    informer = informer_for(source, seen, page_size=2)
     informer.start()
     try:
         await asyncio.wait_for(informer.wait_synced(), 2)
-        assert source.list_calls == [2, None]
+        assert source.list_calls == [2]
         assert len(informer) == 5
+        assert sorted(new["name"] for _, _, new in seen if new) == [f"o{i}" for i in range(5)]
     finally:
         await informer.stop()
 

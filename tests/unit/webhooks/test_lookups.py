@@ -8,8 +8,8 @@ import pytest
 
 from incluster_ipam.api.constants import GROUP
 from incluster_ipam.api.models import AllocatedAddress
+from incluster_ipam.capi.objects import BY_POOL, index_by_pool_of_address
 from incluster_ipam.kube import ObjectList
-from incluster_ipam.provider.objects import BY_POOL, index_by_pool_of_address
 from incluster_ipam.runtime import Informer
 from incluster_ipam.webhooks.lookups import InformerLookups, allocated_address
 

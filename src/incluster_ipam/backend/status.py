@@ -1,35 +1,75 @@
 """Pool status and the pool finalizer (spec §5.6-5.7, §10.2), with coalesced status writes.
 
 Every change to a pool's allocation state marks the pool dirty; one writer task flushes dirty pools at most
-every `interval` seconds, so a burst of allocations costs a few status writes, not one per claim. Counts come
-from the leader's `PoolBook`, so `free` is honest (allocatable and not in use; never negative).
+every `interval` seconds, a few at a time, so a burst of allocations costs a few status writes, not one per
+claim. Counts come from the book (never created here: a pool without a state has an invalid spec), so
+`free` is honest (allocatable and not in use; never negative).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
-from incluster_ipam.api.constants import GROUP, POOL_FINALIZER, V1ALPHA2, PoolKind
+from prometheus_client import CollectorRegistry, Gauge
+
+from incluster_ipam.api.constants import POOL_FINALIZER
+from incluster_ipam.capi.objects import (
+    BY_POOL,
+    Obj,
+    finalizers_of,
+    is_deleting,
+    name_of,
+    namespace_of,
+    split_pool_key,
+)
+from incluster_ipam.capi.resources import pool_resource
+from incluster_ipam.ipam.pool import PoolCounts
 from incluster_ipam.kube import ApiError, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.runtime import Fence, NotLeading, Unfenced, send_within
 
-from .book import PoolSpecError, PoolState
-from .claims import Informers
-from .metrics import Metrics
-from .objects import BY_POOL, Obj, finalizers_of, is_deleting, name_of, namespace_of, split_pool_key
+from .incluster import InClusterPools
 
 log = logging.getLogger(__name__)
 
+_PREFIX = "incluster_ipam"
 
 #: Answers that retrying the same write cannot change (admission webhook or schema refusals).
 _REFUSED = frozenset({400, 403, 422})
 
 
-def pool_resource(kind: PoolKind) -> Resource:
-    return Resource(GROUP, V1ALPHA2, kind.plural, kind.kind, kind.namespaced)
+class PoolMetrics:
+    """Per-pool gauges: allocatable, used, free, out of range."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["kind", "namespace", "name"]
+        self.total = Gauge(
+            f"{_PREFIX}_pool_addresses_total", "Allocatable addresses.", labels, registry=registry
+        )
+        self.used = Gauge(f"{_PREFIX}_pool_addresses_used", "Addresses in use.", labels, registry=registry)
+        self.free = Gauge(
+            f"{_PREFIX}_pool_addresses_free", "Allocatable addresses not in use.", labels, registry=registry
+        )
+        self.out_of_range = Gauge(
+            f"{_PREFIX}_pool_addresses_out_of_range",
+            "In-use addresses outside the pool.",
+            labels,
+            registry=registry,
+        )
+
+    def set(self, labels: tuple[str, str, str], counts: PoolCounts) -> None:
+        self.total.labels(*labels).set(counts.total)
+        self.used.labels(*labels).set(counts.used)
+        self.free.labels(*labels).set(counts.free)
+        self.out_of_range.labels(*labels).set(counts.out_of_range)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        for gauge in (self.total, self.used, self.free, self.out_of_range):
+            try:
+                gauge.remove(kind, namespace, name)
+            except KeyError:
+                continue
 
 
 class PoolStatusWriter:
@@ -38,19 +78,15 @@ class PoolStatusWriter:
     def __init__(
         self,
         client: KubeClient,
-        informers: Informers,
-        pool_state: Callable[[str, Obj], PoolState],
-        metrics: Metrics,
+        pools: InClusterPools,
+        metrics: PoolMetrics,
         *,
         interval: float = 0.25,
-        known_state: Callable[[str], PoolState | None] | None = None,
         fence: Fence | None = None,
         concurrency: int = 4,
     ) -> None:
         self._client = client
-        self._informers = informers
-        self._pool_state = pool_state
-        self._known_state = known_state or (lambda _key: None)
+        self._pools = pools
         self._metrics = metrics
         self._interval = interval
         self.fence: Fence = fence or Unfenced()
@@ -58,6 +94,7 @@ class PoolStatusWriter:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self.writes = 0
+        pools.changed = self.mark
 
     def mark(self, pool_key: str) -> None:
         self._dirty.add(pool_key)
@@ -70,10 +107,9 @@ class PoolStatusWriter:
             await asyncio.sleep(self._interval)
             self._wakeup.clear()
             batch, self._dirty = self._dirty, set()
-            results = await asyncio.gather(
-                *(self._flush_one(key) for key in sorted(batch)), return_exceptions=True
-            )
-            for key, result in zip(sorted(batch), results, strict=True):
+            keys = sorted(batch)
+            results = await asyncio.gather(*(self._flush_one(key) for key in keys), return_exceptions=True)
+            for key, result in zip(keys, results, strict=True):
                 if isinstance(result, NotLeading):
                     return  # a stale status must not land after the next leader's first one
                 if isinstance(result, Exception):
@@ -88,7 +124,7 @@ class PoolStatusWriter:
             await self.flush(pool_key)
 
     async def flush(self, pool_key: str) -> None:
-        pool = self._informers.pool(pool_key)
+        pool = self._pools.pool_object(pool_key)
         if pool is None:
             return
         kind, _, _ = split_pool_key(pool_key)
@@ -105,14 +141,12 @@ class PoolStatusWriter:
                 # A webhook refuses any update of a pool one of whose IPAddresses lies outside it (e.g. one
                 # planted by hand); the status (a subresource, not validated) must still be written.
                 log.warning("pool %s: cannot add finalizer %s: %s", pool_key, POOL_FINALIZER, exc)
-        try:
-            state = self._pool_state(pool_key, pool)
-        except PoolSpecError as exc:
-            log.warning("pool %s has an invalid spec: %s", pool_key, exc)
-            return
+        state = self._pools.book.get(pool_key)
+        if state is None:
+            return  # no state: its spec cannot be used (logged when it was applied)
         counts = state.counts()
         status = counts.status()
-        self._metrics.set_pool((kind.kind, namespace_of(pool), name_of(pool)), counts)
+        self._metrics.set((kind.kind, namespace_of(pool), name_of(pool)), counts)
         if (pool.get("status") or {}).get("ipAddresses") != status:
             await self._patch(resource, pool, {"status": {"ipAddresses": status}}, subresource="status")
 
@@ -121,15 +155,15 @@ class PoolStatusWriter:
         flight (a create that may yet land; finding 16). Status is frozen while deleting."""
         if POOL_FINALIZER not in finalizers_of(pool):
             return
-        if self._informers.addresses.index_keys(BY_POOL, pool_key):
+        if self._pools.addresses.index_keys(BY_POOL, pool_key):
             return
-        state = self._known_state(pool_key)
+        state = self._pools.book.get(pool_key)
         if state is not None and (state.pending_count or not state.is_empty()):
             return
         remaining = [f for f in finalizers_of(pool) if f != POOL_FINALIZER]
         await self._set_finalizers(resource, pool, remaining)
         kind, namespace, name = split_pool_key(pool_key)
-        self._metrics.forget_pool(kind.kind, namespace, name)
+        self._metrics.forget(kind.kind, namespace, name)
 
     async def _set_finalizers(self, resource: Resource, pool: Obj, finalizers: list[str]) -> None:
         """Optimistically locked: a finalizer someone else added meanwhile is never dropped (409 retries)."""

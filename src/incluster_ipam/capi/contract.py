@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from incluster_ipam.api.constants import ADDRESS_FINALIZER, GROUP, V1ALPHA2, PoolKind
-
-from .objects import CLUSTER_NAME_LABEL, Obj, name_of, namespace_of
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, GROUP
+from incluster_ipam.capi.objects import CLUSTER_NAME_LABEL, Obj, name_of, namespace_of
 
 V1BETA2 = "v1beta2"
 V1BETA1 = "v1beta1"
@@ -42,6 +41,31 @@ class ReadyState:
 
 
 @dataclass(frozen=True)
+class PoolRef:
+    """What is written about a pool: its identity (the IPAddress's poolRef and owner reference), whether it
+    is paused or being deleted, and how to name it in messages. A backend's key for it comes along."""
+
+    key: str  # the backend's own key for the pool
+    group: str
+    version: str
+    kind: str
+    name: str
+    namespace: str  # "" for a cluster-scoped pool
+    uid: str
+    paused: bool = False
+    deleting: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def description(self) -> str:
+        """`Kind namespace/name` (or `Kind name` for a cluster-scoped pool), for messages."""
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
 class Contract:
     """One IPAM API version of Cluster API's IPAddressClaim and IPAddress."""
 
@@ -54,8 +78,7 @@ class Contract:
     def ip_address(
         self,
         claim: Mapping[str, Any],
-        pool_kind: PoolKind,
-        pool: Mapping[str, Any],
+        pool: PoolRef,
         *,
         address: str,
         prefix: int,
@@ -66,7 +89,7 @@ class Contract:
             "name": name_of(claim),
             "namespace": namespace_of(claim),
             "finalizers": [ADDRESS_FINALIZER],
-            "ownerReferences": owner_references(self, claim, pool_kind, pool),
+            "ownerReferences": owner_references(self, claim, pool),
         }
         cluster = (claim["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
         if cluster:
@@ -75,7 +98,7 @@ class Contract:
             "address": address,
             "prefix": prefix,
             "claimRef": {"name": name_of(claim)},
-            "poolRef": {"apiGroup": GROUP, "kind": pool_kind.kind, "name": name_of(pool)},
+            "poolRef": {"apiGroup": pool.group, "kind": pool.kind, "name": pool.name},
         }
         if gateway:
             spec["gateway"] = gateway
@@ -128,9 +151,7 @@ class Contract:
         }
 
 
-def owner_references(
-    contract: Contract, claim: Mapping[str, Any], pool_kind: PoolKind, pool: Mapping[str, Any]
-) -> list[Obj]:
+def owner_references(contract: Contract, claim: Mapping[str, Any], pool: PoolRef) -> list[Obj]:
     """The claim as controller, the pool as a plain owner (both block owner deletion), as upstream."""
     return [
         {
@@ -142,10 +163,10 @@ def owner_references(
             "blockOwnerDeletion": True,
         },
         {
-            "apiVersion": f"{GROUP}/{V1ALPHA2}",
-            "kind": pool_kind.kind,
-            "name": name_of(pool),
-            "uid": pool["metadata"]["uid"],
+            "apiVersion": pool.api_version,
+            "kind": pool.kind,
+            "name": pool.name,
+            "uid": pool.uid,
             "controller": False,
             "blockOwnerDeletion": True,
         },

@@ -1,46 +1,38 @@
-"""Claim reconciliation: bind each IPAddressClaim of one of our pools to an IPAddress, release it on delete.
+"""The claim lifecycle: bind each IPAddressClaim a backend owns to an IPAddress, release it on delete.
 
-The flow follows upstream (spec §5.3-5.5) with our differences (§10): a Ready condition and Events on every
-claim, immediate wake-up of claims waiting on an exhausted pool, and allocation through the leader's
-`PoolBook`, which reserves an address before the IPAddress create is sent. A create whose outcome is
-unknown (timeout, 5xx, connection reset) keeps its reservation; the retry either finds the IPAddress
-(AlreadyExists: adopt it) or creates it with the same address, as long as the pool still allows it.
+The flow follows upstream's `pkg/ipamutil` (spec §5.3-5.5) with our differences (§10): a Ready condition and
+Events on every claim, and allocation through a `ClaimBackend` that reserves an address before the
+IPAddress create is sent. A create whose outcome is unknown (timeout, 5xx, connection reset) keeps its
+reservation; the retry either finds the IPAddress (AlreadyExists: adopt it) or creates it again.
 
-Safety rules from the December review:
+One claim, in order: the claim's finalizer; the Cluster (paused: stop; missing: stop unless deleting); the
+pool (paused: stop; missing: `PoolNotReady`); deletion (grace period, delete the IPAddress that is the
+claim's, drop the finalizer); else bind: an IPAddress the backend already knows, or an existing one of the
+claim's name (adopted only when it is meant for the claim), or a new one from `reserve`.
+
+Safety rules (the December reliability review):
 - every write is fenced (`incluster_ipam.runtime.fence`): nothing is sent once leadership is uncertain;
-- IPAddresses are known by UID in the book, so another incarnation of a name never frees an address;
-- a claim adopts an existing IPAddress of its name only when that IPAddress is meant for it (claimRef),
-  lies in the pool and is held by nobody else; a release deletes only an IPAddress of the claim's pool
-  meant for it;
-- a pool being deleted hands out nothing new.
+- a claim adopts an existing IPAddress of its name only when its claimRef names the claim, its controller
+  (if any) is a claim of that name, and the backend has nothing against it (in range, nobody else's); one
+  controlled by an earlier claim of the name in another pool is nobody's and replaced;
+- a release deletes only an IPAddress of the claim's pool meant for it (UID precondition).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, PoolFamily
-from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec, decode_pool
-from incluster_ipam.ipam.allocator import PoolExhausted
-from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
-from incluster_ipam.kube.errors import is_conflict, is_not_found
-from incluster_ipam.runtime import Fence, Informer, NotLeading, Result, Unfenced, send_within
-
-from . import contract as c
-from .book import PoolBook, PoolSpecError, PoolState
-from .metrics import Metrics
-from .objects import (
-    BY_POOL,
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, GROUP
+from incluster_ipam.api.timestamps import now_time
+from incluster_ipam.capi import contract as c
+from incluster_ipam.capi.objects import (
     CLUSTER_NAME_LABEL,
     Obj,
-    address_pool_key,
     claim_cluster_name,
-    claim_pool_key,
     cluster_is_paused,
     finalizers_of,
     has_paused_annotation,
@@ -50,8 +42,13 @@ from .objects import (
     namespace_of,
     passes_watch_filter,
     project,
-    split_pool_key,
 )
+from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
+from incluster_ipam.kube.errors import is_conflict, is_not_found
+from incluster_ipam.runtime import Fence, NotLeading, Result, Unfenced, send_within
+
+from .backend import ClaimBackend, Exhausted, NotReady, PoolRef
+from .metrics import ClaimMetrics
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +56,29 @@ log = logging.getLogger(__name__)
 _DEFINITIVE = frozenset({400, 403, 404, 405, 415, 422})
 
 
-def rfc3339_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class Cache(Protocol):
+    """What the lifecycle reads of an informer (`incluster_ipam.runtime.Informer`, or a dict in tests)."""
+
+    def get(self, key: str) -> Obj | None: ...
+
+    def get_object(self, namespace: str | None, name: str) -> Obj | None: ...
+
+
+@dataclass
+class Caches:
+    """The Cluster API objects the lifecycle reads (projections, see `capi.objects.project`)."""
+
+    claims: Cache
+    addresses: Cache
+    clusters: Cache | None  # None: Cluster API core is not installed
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The API resources written, in the versions the cluster serves."""
+
+    claims: Resource
+    addresses: Resource
 
 
 def uid_of(obj: Mapping[str, Any]) -> str | None:
@@ -77,37 +95,6 @@ def address_text(address: Mapping[str, Any]) -> str:
     return str((address.get("spec") or {}).get("address", ""))
 
 
-def parse_rfc3339(text: str) -> float:
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
-
-
-@dataclass
-class Informers:
-    """The provider's caches (all projections, see `objects.project`)."""
-
-    claims: Informer
-    addresses: Informer
-    clusters: Informer | None
-    pools: dict[str, Informer]  # by pool kind name
-
-    def pool(self, pool_key: str) -> Obj | None:
-        kind, namespace, name = split_pool_key(pool_key)
-        informer = self.pools.get(kind.kind)
-        return informer.get_object(namespace or None, name) if informer is not None else None
-
-
-@dataclass(frozen=True)
-class Resources:
-    """The API resources written, in the versions the cluster serves."""
-
-    claims: Resource
-    addresses: Resource
-
-
-def pool_spec(pool: Mapping[str, Any]) -> IPPoolSpec | PrefixPoolSpec:
-    return decode_pool(pool).spec
-
-
 class ClaimReconciler:
     """Reconciles one claim key (`namespace/name`) at a time; many keys run concurrently."""
 
@@ -117,12 +104,10 @@ class ClaimReconciler:
         *,
         contract: c.Contract,
         resources: Resources,
-        informers: Informers,
-        book: PoolBook,
+        caches: Caches,
+        backend: ClaimBackend,
         recorder: EventRecorder,
-        metrics: Metrics,
-        wake: Callable[[str], None],
-        pool_changed: Callable[[str], None],
+        metrics: ClaimMetrics,
         watch_filter: str | None = None,
         clock: Callable[[], float] = time.time,
         fence: Fence | None = None,
@@ -130,20 +115,13 @@ class ClaimReconciler:
         self._client = client
         self._contract = contract
         self.resources = resources
-        self._informers = informers
-        self.book = book
+        self._caches = caches
+        self.backend = backend
         self._recorder = recorder
         self._metrics = metrics
-        self._wake = wake
-        self._pool_changed = pool_changed
         self._watch_filter = watch_filter
         self._clock = clock
         self.fence: Fence = fence or Unfenced()
-        #: IPAddress keys to check against the apiserver before their next reconcile (takeover entries the
-        #: cache may never report on).
-        self.verify: set[str] = set()
-        #: Takeover entries of pools the pool cache did not know yet: (key, address, uid, prefix) by pool.
-        self.unplaced: dict[str, list[tuple[str, str, str | None, int | None]]] = {}
 
     def _send_within(self) -> float | None:
         """Seconds within which the next write must leave; raises `NotLeading` when leadership is not
@@ -153,32 +131,6 @@ class ClaimReconciler:
         except NotLeading:
             self._metrics.writes_fenced.inc()
             raise
-
-    # ---- pool state ----------------------------------------------------------------------------------
-
-    def seed(self, pool_key: str) -> list[tuple[str, str, str | None, int | None]]:
-        """What the book starts a pool's state from: its IPAddresses in the cache, plus takeover entries
-        that arrived before the pool was known."""
-        seeded = [
-            (key, address_text(a), uid_of(a), prefix_of(a))
-            for key, a in self._informers.addresses.each_in_index(BY_POOL, pool_key)
-        ]
-        return seeded + self.unplaced.pop(pool_key, [])
-
-    def pool_state(self, pool_key: str, pool: Mapping[str, Any]) -> PoolState:
-        """The book's state for a pool, built from the pool and its IPAddresses on first use."""
-        state = self.book.get(pool_key)
-        if state is not None:
-            return state
-        kind, _, _ = split_pool_key(pool_key)
-        state, _ = self.book.upsert(pool_key, kind, pool_spec(pool), self.seed(pool_key))
-        return state
-
-    def freed(self, state: PoolState) -> None:
-        """An address of `state` became free: wake the claims waiting for one, refresh the pool status."""
-        for claim_key in sorted(state.waiting):
-            self._wake(claim_key)
-        self._pool_changed(state.key)
 
     # ---- the reconcile ----------------------------------------------------------------------------------
 
@@ -199,13 +151,13 @@ class ClaimReconciler:
             raise
 
     async def _reconcile(self, key: str) -> Result | None:
-        if key in self.verify:
-            await self._verify_address(key)
-        claim = self._informers.claims.get(key)
+        if self.backend.needs_check(key):
+            await self._check_address(key)
+        claim = self._caches.claims.get(key)
         if claim is None:
-            self._drop_reservations(key)
+            await self.backend.abandon(key)
             return await self._release_orphan(key)
-        pool_key = claim_pool_key(claim)
+        pool_key = self.backend.pool_key(claim)
         if pool_key is None or not passes_watch_filter(claim, self._watch_filter):
             return None
         deleting = is_deleting(claim)
@@ -217,60 +169,49 @@ class ClaimReconciler:
             claim = await self._set_claim_finalizers(claim, [*finalizers_of(claim), CLAIM_FINALIZER])
             if CLAIM_FINALIZER not in finalizers_of(claim):
                 return None  # the claim vanished (404) before it was ours: allocating would leave an orphan
-        pool = self._informers.pool(pool_key)
-        if pool is not None and has_paused_annotation(pool):
+        pool = self.backend.pool(pool_key)
+        if pool is not None and pool.paused:
             return None
         if deleting:
             return await self._release(claim, pool_key, pool)
         if pool is None:
-            await self._set_ready(
-                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {_describe(pool_key)} not found")
-            )
+            message = f"pool {self.backend.describe(pool_key)} not found"
+            await self._set_ready(claim, c.ReadyState(False, c.POOL_NOT_READY, message))
             return None
-        return await self._bind(claim, pool_key, pool)
+        return await self._bind(claim, pool)
 
     def _cluster_allows(self, claim: Mapping[str, Any], deleting: bool) -> bool:
         """Stop for a paused Cluster; a missing Cluster stops live claims (its creation re-triggers them)."""
         name = claim_cluster_name(claim)
-        if name is None or self._informers.clusters is None:
+        if name is None or self._caches.clusters is None:
             return True
-        cluster = self._informers.clusters.get_object(namespace_of(claim), name)
+        cluster = self._caches.clusters.get_object(namespace_of(claim), name)
         if cluster is None:
             return deleting
         return not cluster_is_paused(cluster)
 
-    def _states(self) -> list[PoolState]:
-        return self.book.states()
-
-    async def _verify_address(self, key: str) -> None:
-        """Ask the apiserver which IPAddress of this name exists, and forget what the book holds under the
-        name that is not it (takeover entries deleted while no leader could hear of it)."""
-        self.verify.discard(key)
+    async def _check_address(self, key: str) -> None:
+        """Ask the apiserver which IPAddress of this name exists, and tell the backend (it may hold entries
+        it could not confirm, deleted while no leader could hear of it)."""
         namespace, _, name = key.partition("/")
-        live = await self._live_address({"metadata": {"name": name, "namespace": namespace}})
-        live_uid = uid_of(live) if live is not None else None
-        for state in self._states():
-            for who in state.identities(key):
-                if who != live_uid and state.forget(key, who):
-                    self.freed(state)
+        live = await self._live_address(namespace, name)
+        await self.backend.gone(key, uid_of(live) if live is not None else None)
 
     async def _release_orphan(self, key: str) -> Result | None:
         """The claim is gone: delete an IPAddress we made for it that outlived it.
 
         kube-apiserver can remove a claim whose finalizer was added while its DELETE was in flight: the
         finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
-        created for it would hold its address forever. Only an IPAddress of our pools, controlled by a claim
-        of that name, is deleted, and only when no claim of that name exists (a re-created one adopts it).
-        When no IPAddress of that name exists any more, the book forgets it (finding 13).
+        created for it would hold its address forever. Only an IPAddress of the backend's pools, controlled
+        by a claim of that name, is deleted, and only when no claim of that name exists that would adopt it.
+        When no IPAddress of that name exists any more, the backend hears so.
         """
-        if not any(state.holds(key) for state in self._states()):
+        if not self.backend.holds(key):
             return None
         namespace, _, name = key.partition("/")
-        address = await self._live_address({"metadata": {"name": name, "namespace": namespace}})
+        address = await self._live_address(namespace, name)
         if address is None:
-            for state in self._states():
-                if state.forget_key(key):
-                    self.freed(state)
+            await self.backend.gone(key, None)
             return None
         if not _controlled_by_claim(address, name) or self._orphan_paused(address):
             return None
@@ -280,121 +221,104 @@ class ClaimReconciler:
             if not is_not_found(exc):
                 raise
         else:
-            if claim_pool_key(live) == address_pool_key(address) or not _of_an_earlier_incarnation(
-                live, address
-            ):
+            same_pool = self.backend.pool_key(live) == self.backend.pool_of_address(address)
+            if same_pool or not of_an_earlier_incarnation(live, address):
                 return None  # the claim of that name adopts it
         log.info("IPAddress %s outlived its claim; deleting it", key)
-        gone = await self._delete_address(address)
-        pool_key = address_pool_key(address)
-        holder = self.book.get(pool_key) if pool_key else None
-        if gone and holder is not None and holder.forget(key, uid_of(address)):
-            self.freed(holder)
+        if await self._delete_address(address):
+            await self.backend.released(address)
         return None
 
     def _orphan_paused(self, address: Obj) -> bool:
         """Paused (the IPAddress, its pool or the Cluster it is labelled with): leave it alone (a move)."""
-        pool_key = address_pool_key(address)
-        pool = self._informers.pool(pool_key) if pool_key else None
-        if has_paused_annotation(address) or (pool is not None and has_paused_annotation(pool)):
+        pool_key = self.backend.pool_of_address(address)
+        pool = self.backend.pool(pool_key) if pool_key else None
+        if has_paused_annotation(address) or (pool is not None and pool.paused):
             return True
         cluster_name = (address["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
-        if not cluster_name or self._informers.clusters is None:
+        if not cluster_name or self._caches.clusters is None:
             return False
-        cluster = self._informers.clusters.get_object(namespace_of(address), cluster_name)
+        cluster = self._caches.clusters.get_object(namespace_of(address), cluster_name)
         return cluster is not None and cluster_is_paused(cluster)
-
-    def _drop_reservations(self, claim_key: str) -> None:
-        for state in self._states():
-            if state.pending(claim_key) is not None and state.abandon(claim_key):
-                self.freed(state)
-            state.waiting.discard(claim_key)
 
     # ---- binding ----------------------------------------------------------------------------------------
 
-    async def _bind(self, claim: Obj, pool_key: str, pool: Obj) -> Result | None:
+    async def _bind(self, claim: Obj, pool: PoolRef) -> Result | None:
         key = key_of(claim)
-        try:
-            state = self.pool_state(pool_key, pool)
-        except PoolSpecError as exc:
+        problem = self.backend.unusable(pool)
+        if problem is not None:
             await self._set_ready(
-                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {_describe(pool_key)} is invalid: {exc}")
+                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {pool.description} {problem}")
             )
             return None
-        existing = self._informers.addresses.get(key)
-        known = state.address_of(key)
-        if existing is None and known is not None:
+        existing = self._caches.addresses.get(key)
+        known = self.backend.known_address(key, pool) if existing is None else None
+        if known is not None:
             # We created it a moment ago and the cache has not caught up: never reserve a second address.
-            await self._set_ready(claim, _bound(known, pool_key), address_name=name_of(claim))
+            await self._set_ready(claim, _bound(known, pool), address_name=name_of(claim))
             return None
         if existing is not None:
-            return await self._adopt(claim, state, pool_key, pool, existing)
-        if is_deleting(pool) and state.pending(key) is None:
-            # Finish what is in flight, start nothing new: the pool is going (finding 16).
-            message = f"pool {_describe(pool_key)} is being deleted"
-            await self._set_ready(claim, c.ReadyState(False, c.POOL_NOT_READY, message))
-            return None
+            return await self._adopt(claim, pool, existing)
         started = time.perf_counter()
         try:
-            grant = state.reserve(key)
-        except PoolExhausted:
-            message = f"pool {_describe(pool_key)} has no free address"
+            grant = await self.backend.reserve(key, pool)
+        except Exhausted:
+            message = f"pool {pool.description} has no free address"
             if await self._set_ready(claim, c.ReadyState(False, c.POOL_EXHAUSTED, message)):
                 self._recorder.warning(claim, c.POOL_EXHAUSTED, message)
             self._metrics.failures.labels(reason=c.POOL_EXHAUSTED).inc()
             return None
-        self._pool_changed(pool_key)
+        except NotReady as exc:
+            await self._set_ready(
+                claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {pool.description} {exc}")
+            )
+            return None
         body = self._contract.ip_address(
-            claim, state.kind, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
+            claim, pool, address=grant.address, prefix=grant.prefix, gateway=grant.gateway
         )
         try:
             within = self._send_within()
         except NotLeading:
-            if state.abandon(key):
-                self.freed(state)
+            await self.backend.abandon(key)
             raise
         try:
             created = await self._client.create(self.resources.addresses, body, send_within=within)
         except ApiError as exc:
             if not is_already_exists(exc):
-                return await self._create_failed(claim, state, pool_key, exc)
-            existing = await self._live_address(claim)
+                return await self._create_failed(claim, pool, exc)
+            existing = await self._live_address(namespace_of(claim), name_of(claim))
             if existing is None:
                 raise  # deleted in between: retry with backoff
-            if state.abandon(key):
-                self.freed(state)
-            return await self._adopt(claim, state, pool_key, pool, existing)
+            await self.backend.abandon(key)
+            return await self._adopt(claim, pool, existing)
         except KubeError as exc:
             log.warning(
                 "create of IPAddress %s has an unknown outcome (%s); keeping its reservation", key, exc
             )
             raise
-        state.confirm(key, key_of(created), uid_of(created))
+        await self.backend.confirm(key, pool, created)
         self._metrics.allocations.inc()
         self._metrics.latency.observe(time.perf_counter() - started)
         self._recorder.normal(
             claim,
             c.ADDRESS_ALLOCATED,
-            f"allocated {grant.address}/{grant.prefix} from pool {_describe(pool_key)}",
+            f"allocated {grant.address}/{grant.prefix} from pool {pool.description}",
         )
-        await self._set_ready(claim, _bound(grant.address, pool_key), address_name=name_of(created))
+        await self._set_ready(claim, _bound(grant.address, pool), address_name=name_of(created))
         return None
 
-    async def _create_failed(
-        self, claim: Obj, state: PoolState, pool_key: str, exc: ApiError
-    ) -> Result | None:
+    async def _create_failed(self, claim: Obj, pool: PoolRef, exc: ApiError) -> Result | None:
         if exc.status not in _DEFINITIVE:
             log.warning("create of IPAddress %s failed with %s; keeping its reservation", key_of(claim), exc)
             raise exc
-        if state.abandon(key_of(claim)):
-            self.freed(state)
-        message = f"creating the IPAddress from pool {_describe(pool_key)} failed: {exc.message or exc}"
+        await self.backend.abandon(key_of(claim))
+        message = f"creating the IPAddress from pool {pool.description} failed: {exc.message or exc}"
         self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
         if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message)):
             self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
         raise exc
 
-    def _adoption_refusal(self, claim: Obj, state: PoolState, pool_key: str, address: Obj) -> str | None:
+    def _adoption_refusal(self, claim: Obj, pool: PoolRef, address: Obj) -> str | None:
         """Why the claim must not take this IPAddress of its name (finding 9), or None when it may."""
         name = name_of(claim)
         claim_ref = ((address.get("spec") or {}).get("claimRef") or {}).get("name")
@@ -411,64 +335,45 @@ class ClaimReconciler:
                     f"IPAddress {key_of(address)} already exists and is controlled by "
                     f"{owner.get('kind')} {owner.get('name')!r}; not adopting it"
                 )
-        text = address_text(address)
-        if not state.is_allocatable(text, prefix_of(address)):
-            return (
-                f"IPAddress {key_of(address)} already exists with address {text}, which pool "
-                f"{_describe(pool_key)} does not hand out; delete it to get an address"
-            )
-        others = state.holders_of(text) - {key_of(address), f"claim:{key_of(claim)}"}
-        if others:
-            return (
-                f"IPAddress {key_of(address)} already exists with address {text}, which is in use in pool "
-                f"{_describe(pool_key)}; delete it to get an address"
-            )
-        return None
+        return self.backend.refusal(claim, pool, address)
 
-    async def _adopt(
-        self, claim: Obj, state: PoolState, pool_key: str, pool: Obj, address: Obj
-    ) -> Result | None:
+    async def _adopt(self, claim: Obj, pool: PoolRef, address: Obj) -> Result | None:
         """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
-        if address_pool_key(address) != pool_key and _of_an_earlier_incarnation(claim, address):
-            # Made by us for an earlier claim of this name (a controller reference to another UID of it:
-            # that claim is gone) in another pool: it is nobody's now. Replace it.
+        # A reservation kept for it (a create whose answer was lost, that landed after all) has served its
+        # purpose, or will not be used while the IPAddress stands.
+        await self.backend.abandon(key_of(claim))
+        same_pool = _same_pool(address, pool)
+        if not same_pool and of_an_earlier_incarnation(claim, address):
+            # Made for an earlier claim of this name (a controller reference to another UID of it: that
+            # claim is gone) in another pool: nobody's now. Replace it.
             log.info("IPAddress %s was made for an earlier claim of that name; replacing it", key_of(address))
-            old = self.book.get(address_pool_key(address) or "")
-            if (
-                await self._delete_address(address)
-                and old is not None
-                and old.forget(key_of(address), uid_of(address))
-            ):
-                self.freed(old)
+            if await self._delete_address(address):
+                await self.backend.released(address)
             return Result(requeue=True)
-        if address_pool_key(address) != pool_key:
+        if not same_pool:
             message = (
                 f"IPAddress {key_of(address)} already exists and belongs to another pool; "
                 "delete it or point the claim at its pool"
             )
             await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message))
             return Result(requeue_after=30.0)
-        # An IPAddress of the claim's name exists: a reservation kept for it (a create whose answer was
-        # lost, that landed after all) has served its purpose, or will not be used while it stands.
-        if state.abandon(key_of(claim)):
-            self.freed(state)
         text = address_text(address)
         if not _controls(claim, address):
-            refusal = self._adoption_refusal(claim, state, pool_key, address)
+            refusal = self._adoption_refusal(claim, pool, address)
             if refusal is not None:
                 if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, refusal)):
                     self._recorder.warning(claim, c.ALLOCATION_FAILED, refusal)
                 self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
                 return Result(requeue_after=30.0)
-        elif not _bound_to(claim, address) and not state.is_allocatable(text, prefix_of(address)):
+        elif not _bound_to(claim, address) and self.backend.outside(pool, address):
             # Ours, never handed out (the claim does not point at it yet), and outside the pool as it is
             # now: a create that landed while the pool shrank. Replace it with an address in the pool.
-            log.info("IPAddress %s (%s) is outside pool %s; replacing it", key_of(address), text, pool_key)
-            if await self._delete_address(address) and state.forget(key_of(address), uid_of(address)):
-                self.freed(state)
+            log.info("IPAddress %s (%s) is outside %s; replacing it", key_of(address), text, pool.description)
+            if await self._delete_address(address):
+                await self.backend.released(address)
             return Result(requeue=True)
-        state.observe(key_of(address), text, uid_of(address), prefix_of(address), ahead=True)
-        patch = self._adoption_patch(claim, state, pool, address)
+        await self.backend.adopted(pool, address)
+        patch = self._adoption_patch(claim, pool, address)
         if patch is not None:
             try:
                 address = project(
@@ -486,10 +391,10 @@ class ClaimReconciler:
                 raise
         if is_deleting(address):
             log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
-        await self._set_ready(claim, _bound(text, pool_key), address_name=name_of(address))
+        await self._set_ready(claim, _bound(text, pool), address_name=name_of(address))
         return None
 
-    def _adoption_patch(self, claim: Obj, state: PoolState, pool: Obj, address: Obj) -> Obj | None:
+    def _adoption_patch(self, claim: Obj, pool: PoolRef, address: Obj) -> Obj | None:
         metadata = address["metadata"]
         finalizers = finalizers_of(address)
         name, uid = name_of(claim), claim["metadata"]["uid"]
@@ -501,7 +406,7 @@ class ClaimReconciler:
             if not (o.get("kind") == "IPAddressClaim" and o.get("name") == name and o.get("uid") != uid)
         ]
         changed = len(owners) != len(metadata.get("ownerReferences") or [])
-        wanted = c.owner_references(self._contract, claim, state.kind, pool)
+        wanted = c.owner_references(self._contract, claim, pool)
         other_controller = any(o.get("controller") and o.get("uid") != uid for o in owners)
         for ref in wanted:
             if not any(o.get("uid") == ref["uid"] for o in owners):
@@ -521,53 +426,39 @@ class ClaimReconciler:
 
     # ---- release ----------------------------------------------------------------------------------------
 
-    async def _release(self, claim: Obj, pool_key: str, pool: Obj | None) -> Result | None:
+    async def _release(self, claim: Obj, pool_key: str, pool: PoolRef | None) -> Result | None:
         if CLAIM_FINALIZER not in finalizers_of(claim):
-            self._drop_reservations(key_of(claim))
+            await self.backend.abandon(key_of(claim))
             return None
-        delay = self._grace_remaining(claim, pool)
+        delay = self.backend.grace_remaining(claim, pool, self._clock())
         if delay > 0:
             return Result(requeue_after=delay)
-        address = self._informers.addresses.get(key_of(claim))
-        state = self.book.get(pool_key)
+        address = self._caches.addresses.get(key_of(claim))
         if address is None:
             # The cache may not have seen an IPAddress created moments ago: ask the apiserver, never assume.
-            address = await self._live_address(claim)
-        released = address is not None and _meant_for(claim, pool_key, address)
+            address = await self._live_address(namespace_of(claim), name_of(claim))
+        released = address is not None and _meant_for(claim, address)
         if address is not None and not released:
             message = (
                 f"left IPAddress {key_of(address)} in place: it is not this claim's (another pool or claim)"
             )
             log.info("claim %s: %s", key_of(claim), message)
             self._recorder.normal(claim, "AddressNotReleased", message)
-        if address is not None and released:
-            gone = await self._delete_address(address)
-            if gone and state is not None and state.forget(key_of(address), uid_of(address)):
-                self.freed(state)
-        if state is not None and state.abandon(key_of(claim)):
-            self.freed(state)
+        if address is not None and released and await self._delete_address(address):
+            await self.backend.released(address)
+        await self.backend.abandon(key_of(claim))
         await self._set_claim_finalizers(claim, [f for f in finalizers_of(claim) if f != CLAIM_FINALIZER])
         self._metrics.releases.inc()
         if address is not None and released:
             self._recorder.normal(
-                claim, "AddressReleased", f"released {address_text(address)} to pool {_describe(pool_key)}"
+                claim,
+                "AddressReleased",
+                f"released {address_text(address)} to pool {self.backend.describe(pool_key)}",
             )
         return None
 
-    def _grace_remaining(self, claim: Obj, pool: Obj | None) -> float:
-        """`addressReuseGracePeriodSeconds`: seconds the address stays held after the claim's deletion,
-        timed by the apiserver's clock (it wrote the deletionTimestamp)."""
-        if pool is None or is_deleting(pool) or decode_pool(pool).kind.family is not PoolFamily.IP:
-            return 0.0
-        spec = pool_spec(pool)
-        grace = spec.reuse_grace_seconds if isinstance(spec, IPPoolSpec) else None
-        if not grace:
-            return 0.0
-        deleted_at = parse_rfc3339(str(claim["metadata"]["deletionTimestamp"]))
-        return max(0.0, grace - (self._clock() - deleted_at))
-
     async def _delete_address(self, address: Obj) -> bool:
-        """Remove our finalizer and delete; True when the object is gone (not held by other finalizers)."""
+        """Remove our finalizer and delete; True when that object (by UID) is gone."""
         name, namespace = name_of(address), namespace_of(address)
         finalizers = finalizers_of(address)
         try:
@@ -588,18 +479,14 @@ class ClaimReconciler:
                 self.resources.addresses, name, namespace, uid=uid, send_within=self._send_within()
             )
         except ApiError as exc:
-            if is_not_found(exc):
+            if is_not_found(exc) or is_conflict(exc):  # gone, or the name is another incarnation's now
                 return True
-            if is_conflict(exc):  # the UID precondition failed: another incarnation has the name now
-                return False
             raise
         return result.get("kind") == "Status" or not result.get("metadata", {}).get("finalizers")
 
-    async def _live_address(self, claim: Obj) -> Obj | None:
+    async def _live_address(self, namespace: str, name: str) -> Obj | None:
         try:
-            return project(
-                await self._client.get(self.resources.addresses, name_of(claim), namespace_of(claim))
-            )
+            return project(await self._client.get(self.resources.addresses, name, namespace))
         except ApiError as exc:
             if is_not_found(exc):
                 return None
@@ -630,7 +517,7 @@ class ClaimReconciler:
 
     async def _set_ready(self, claim: Obj, state: c.ReadyState, address_name: str | None = None) -> bool:
         """Write the Ready condition (and addressRef); False when nothing needed writing."""
-        patch = self._contract.status_patch(claim, state, address_name, rfc3339_now())
+        patch = self._contract.status_patch(claim, state, address_name, now_time())
         if patch is None:
             return False
         try:
@@ -650,8 +537,36 @@ class ClaimReconciler:
         return True
 
 
+# ---- pure rules ---------------------------------------------------------------------------------------
+
+
+def _pool_ref_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    ref = (obj.get("spec") or {}).get("poolRef")
+    if not isinstance(ref, Mapping):
+        return None
+    return (str(ref.get("apiGroup") or GROUP), str(ref.get("kind", "")), str(ref.get("name", "")))
+
+
+def _same_pool(address: Mapping[str, Any], pool: PoolRef) -> bool:
+    """The IPAddress's poolRef names this pool (its namespace is the IPAddress's own, or none)."""
+    return _pool_ref_of(address) == (pool.group, pool.kind, pool.name) and pool.namespace in (
+        "",
+        namespace_of(address),
+    )
+
+
 def _controller(address: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((o for o in address["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+
+
+def _controlled_by_claim(address: Mapping[str, Any], name: str) -> bool:
+    """The IPAddress names the claim and is controlled by an IPAddressClaim of that name (ours)."""
+    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name:
+        return False
+    return any(
+        ref.get("kind") == "IPAddressClaim" and ref.get("name") == name and ref.get("controller")
+        for ref in address["metadata"].get("ownerReferences") or []
+    )
 
 
 def _controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
@@ -660,7 +575,7 @@ def _controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     return controller is not None and controller.get("uid") == claim["metadata"].get("uid")
 
 
-def _of_an_earlier_incarnation(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+def of_an_earlier_incarnation(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     """The IPAddress names this claim's name and is controlled by a claim of that name with another UID: an
     earlier claim of the name, which must be gone (names are unique)."""
     if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
@@ -678,10 +593,10 @@ def _bound_to(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     return ((claim.get("status") or {}).get("addressRef") or {}).get("name") == name_of(address)
 
 
-def _meant_for(claim: Mapping[str, Any], pool_key: str, address: Mapping[str, Any]) -> bool:
-    """Whether releasing the claim may delete this IPAddress: it is of the claim's pool, its claimRef names
+def _meant_for(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """Whether releasing the claim may delete this IPAddress: its poolRef is the claim's, its claimRef names
     the claim, and it has no controller or a claim of that name (this one, or an earlier incarnation)."""
-    if address_pool_key(address) != pool_key:
+    if _pool_ref_of(address) != _pool_ref_of(claim):
         return False
     if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
         return False
@@ -691,22 +606,7 @@ def _meant_for(claim: Mapping[str, Any], pool_key: str, address: Mapping[str, An
     )
 
 
-def _controlled_by_claim(address: Obj, name: str) -> bool:
-    """The IPAddress names the claim and is controlled by an IPAddressClaim of that name (ours)."""
-    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name:
-        return False
-    return any(
-        ref.get("kind") == "IPAddressClaim" and ref.get("name") == name and ref.get("controller")
-        for ref in address["metadata"].get("ownerReferences") or []
-    )
-
-
-def _bound(address: str, pool_key: str) -> c.ReadyState:
+def _bound(address: str, pool: PoolRef) -> c.ReadyState:
     return c.ReadyState(
-        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {_describe(pool_key)}"
+        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {pool.description}"
     )
-
-
-def _describe(pool_key: str) -> str:
-    kind, namespace, name = split_pool_key(pool_key)
-    return f"{kind.kind} {namespace}/{name}" if namespace else f"{kind.kind} {name}"

@@ -5,7 +5,7 @@ cert-manager renews certificates into a Secret; the kubelet updates the mounted 
 key every few seconds and calls the server's `reload_certificates()` when either changed.
 
 The server's `reload_certificates()` builds a complete new context from the files and swaps it in
-(`incluster_ipam.runtime.tls.ServingTLS`), so a half-written rotation can never break the served pair: a pair
+(`incluster_ipam.serving.tls.ServingTLS`), so a half-written rotation can never break the served pair: a pair
 that does not load raises, is retried on the next poll, and the server keeps serving the previous one.
 """
 

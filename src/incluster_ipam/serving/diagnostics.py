@@ -4,7 +4,7 @@ Cluster API's `--diagnostics-address` (default `:8443`), as controller-runtime's
 
 - TLS 1.2 or newer (`--tls-min-version VersionTLS13` raises it), with the certificate from a directory (the
   manifests mount one issued by cert-manager; `reload_certificates()` picks up a renewed one, see
-  `incluster_ipam.webhooks.certwatch`), or a self-signed one generated at start when none is given;
+  `incluster_ipam.serving.certwatch`), or a self-signed one generated at start when none is given;
 - authentication: the request's bearer token goes to the apiserver in a TokenReview (401 when missing or
   not authenticated);
 - authorization: a SubjectAccessReview for that user, non-resource URL `/metrics`, verb `get` (403 when
@@ -46,7 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from incluster_ipam.kube import KubeError, Obj, Resource
-from incluster_ipam.runtime.tls import TLS_VERSIONS, ServingTLS, server_context, tls_version
+from incluster_ipam.serving.tls import TLS_VERSIONS, ServingTLS, server_context, tls_version
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from incluster_ipam.api.constants import PoolFamily, PoolKind
 from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec
-from incluster_ipam.ipam import pool as ip_pool
+from incluster_ipam.api.specs import compile_spec
 from incluster_ipam.ipam import prefix as prefix_pool
 from incluster_ipam.ipam.addresses import AddressError, IPSet, address_value, format_address
 from incluster_ipam.ipam.allocator import Allocator, PoolExhausted
@@ -75,29 +75,11 @@ def identity(address_key: str, uid: str | None) -> str:
 
 
 def build_allocatable(spec: IPPoolSpec | PrefixPoolSpec) -> IPSet | prefix_pool.PrefixPool:
-    """What `PoolState` allocates from, computed from a spec. The costly part of building a pool state
-    (linear in the spec's entries): callers may run it off the event loop and hand the result in."""
+    """What `PoolState` allocates from, compiled from a spec (`api.specs.compile_spec`). The costly part of
+    building a pool state (linear in the spec's entries): callers may run it off the event loop and hand
+    the result in."""
     try:
-        if isinstance(spec, IPPoolSpec):
-            return ip_pool.allocatable_set(
-                ip_pool.IPPoolSpec(
-                    addresses=tuple(spec.addresses or ()),
-                    prefix=spec.prefix,
-                    gateway=spec.gateway or None,
-                    allocate_reserved=spec.allocate_reserved,
-                    excluded=tuple(spec.excluded or ()),
-                )
-            )
-        return prefix_pool.PrefixPool.from_spec(
-            prefix_pool.PrefixPoolSpec(
-                prefixes=tuple(spec.prefixes or ()),
-                allocation_prefix_length=prefix_pool.effective_allocation_prefix_length(
-                    spec.allocation_prefix_length
-                ),
-                gateway=spec.gateway or None,
-                excluded=tuple(spec.excluded or ()),
-            )
-        )
+        return compile_spec(spec)
     except (AddressError, ValueError) as exc:
         raise PoolSpecError(str(exc)) from exc
 

@@ -1,0 +1,337 @@
+"""The in-cluster pools as a `ClaimBackend`: the leader's book (`book.py`) fed by the pool and IPAddress
+informers, behind the claim lifecycle's seam.
+
+Everything that changes the book is here: the reservation protocol the lifecycle calls (reserve, confirm,
+abandon, adopted, released, gone), and the upkeep from the informers (`on_address`, `on_pool`), which runs
+from the start of a takeover (`live`) so that nothing changing while the book is built is missed. Pool
+states are built off the event loop (their cost is linear in the spec's entries). When an address is
+freed, the claims waiting on its pool are woken, and the pool is marked for a status write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from incluster_ipam.api.constants import PoolFamily
+from incluster_ipam.api.models import DecodeError, IPPoolSpec, PrefixPoolSpec, decode_pool
+from incluster_ipam.api.timestamps import parse_time
+from incluster_ipam.capi.contract import PoolRef
+from incluster_ipam.capi.objects import (
+    BY_POOL,
+    Obj,
+    address_pool_key,
+    claim_pool_key,
+    finalizers_of,
+    has_paused_annotation,
+    is_deleting,
+    key_of,
+    pool_key_of,
+    split_pool_key,
+)
+from incluster_ipam.claimcore import Allocation, Exhausted, NotReady
+from incluster_ipam.claimcore.reconciler import address_text, prefix_of, uid_of
+from incluster_ipam.ipam.allocator import PoolExhausted
+from incluster_ipam.kube import DELETED
+from incluster_ipam.runtime import Informer
+
+from .book import PoolBook, PoolSpecError, PoolState, build_allocatable
+
+log = logging.getLogger(__name__)
+
+Seed = tuple[str, str, str | None, int | None]  # (IPAddress key, address, uid, prefix)
+_READ_METADATA = ("generation", "deletionTimestamp", "labels", "annotations")
+
+
+def pool_spec(pool: Mapping[str, Any]) -> IPPoolSpec | PrefixPoolSpec:
+    return decode_pool(pool).spec
+
+
+def differs_only_in_status(old: Obj | None, new: Obj | None) -> bool:
+    """An update that changed nothing read outside status (finalizers are compared by callers)."""
+    if old is None or new is None or old.get("spec") != new.get("spec"):
+        return False
+    return all(old["metadata"].get(k) == new["metadata"].get(k) for k in _READ_METADATA)
+
+
+class InClusterPools:
+    """InClusterIPPool, GlobalInClusterIPPool and the two prefix-pool kinds, allocated from the book."""
+
+    def __init__(
+        self,
+        *,
+        addresses: Informer,
+        pools: Mapping[str, Informer],
+        wake: Callable[[str], None],
+        claims_of: Callable[[str], set[str]],
+    ) -> None:
+        self.addresses = addresses
+        self.pools = dict(pools)  # by kind name
+        self.book = PoolBook()
+        self._wake = wake
+        self._claims_of = claims_of
+        self.changed: Callable[[str], None] = lambda _key: None  # the status writer marks the pool
+        self.live = False  # the book follows the informers (from the start of a takeover)
+        self.leading = False  # events also wake claims
+        #: IPAddress keys to check against the apiserver before their next reconcile.
+        self.verify: set[str] = set()
+        #: Takeover entries of pools that have no state yet, by pool key.
+        self.unplaced: dict[str, list[Seed]] = {}
+
+    # ---- pools -----------------------------------------------------------------------------------------
+
+    def pool_object(self, pool_key: str) -> Obj | None:
+        kind, namespace, name = split_pool_key(pool_key)
+        informer = self.pools.get(kind.kind)
+        return informer.get_object(namespace or None, name) if informer is not None else None
+
+    def pool_key(self, claim: Mapping[str, Any]) -> str | None:
+        return claim_pool_key(claim)
+
+    def pool_of_address(self, address: Mapping[str, Any]) -> str | None:
+        return address_pool_key(address)
+
+    def describe(self, pool_key: str) -> str:
+        kind, namespace, name = split_pool_key(pool_key)
+        return f"{kind.kind} {namespace}/{name}" if namespace else f"{kind.kind} {name}"
+
+    def pool(self, pool_key: str) -> PoolRef | None:
+        obj = self.pool_object(pool_key)
+        if obj is None:
+            return None
+        kind, namespace, name = split_pool_key(pool_key)
+        group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+        return PoolRef(
+            key=pool_key,
+            group=group,
+            version=version,
+            kind=kind.kind,
+            name=name,
+            namespace=namespace,
+            uid=str(obj["metadata"].get("uid", "")),
+            paused=has_paused_annotation(obj),
+            deleting=is_deleting(obj),
+        )
+
+    def seed(self, pool_key: str) -> list[Seed]:
+        """What a pool's state starts from: its IPAddresses in the cache, plus takeover entries that
+        arrived before the pool was known."""
+        cached = [
+            (key, address_text(a), uid_of(a), prefix_of(a))
+            for key, a in self.addresses.each_in_index(BY_POOL, pool_key)
+        ]
+        return cached + self.unplaced.pop(pool_key, [])
+
+    def state(self, pool_key: str) -> PoolState:
+        """The pool's state, built now from the cached pool and its IPAddresses when it has none yet
+        (synchronously: a claim of a pool whose event is still being handled). Raises `PoolSpecError`,
+        `LookupError` (no such pool)."""
+        state = self.book.get(pool_key)
+        if state is not None:
+            return state
+        obj = self.pool_object(pool_key)
+        if obj is None:
+            raise LookupError(pool_key)
+        kind, _, _ = split_pool_key(pool_key)
+        try:
+            spec = pool_spec(obj)
+        except DecodeError as exc:
+            raise PoolSpecError(str(exc)) from exc
+        state, _ = self.book.upsert(pool_key, kind, spec, self.seed(pool_key))
+        return state
+
+    def freed(self, state: PoolState) -> None:
+        """An address of `state` became free: wake the claims waiting for one, refresh the pool status."""
+        for claim_key in sorted(state.waiting):
+            self._wake(claim_key)
+        self.changed(state.key)
+
+    # ---- the reservation protocol (claimcore.ClaimBackend) ---------------------------------------------
+
+    def unusable(self, pool: PoolRef) -> str | None:
+        try:
+            self.state(pool.key)
+        except PoolSpecError as exc:
+            return f"is invalid: {exc}"
+        except LookupError:
+            return "not found"
+        return None
+
+    async def reserve(self, claim_key: str, pool: PoolRef) -> Allocation:
+        try:
+            state = self.state(pool.key)
+        except PoolSpecError as exc:
+            raise NotReady(f"is invalid: {exc}") from exc
+        except LookupError:
+            raise NotReady("not found") from None
+        if pool.deleting and state.pending(claim_key) is None:
+            # Finish what is in flight, start nothing new: the pool is going (finding 16).
+            raise NotReady("is being deleted")
+        try:
+            grant = state.reserve(claim_key)
+        except PoolExhausted:
+            raise Exhausted from None
+        self.changed(pool.key)
+        return Allocation(grant.address, grant.prefix, grant.gateway)
+
+    async def confirm(self, claim_key: str, pool: PoolRef, address: Mapping[str, Any]) -> None:
+        state = self.book.get(pool.key)
+        if state is not None:
+            state.confirm(claim_key, key_of(address), uid_of(address))
+
+    async def abandon(self, claim_key: str) -> None:
+        for state in self.book.states():
+            if state.pending(claim_key) is not None and state.abandon(claim_key):
+                self.freed(state)
+            state.waiting.discard(claim_key)
+
+    def known_address(self, claim_key: str, pool: PoolRef) -> str | None:
+        state = self.book.get(pool.key)
+        return state.address_of(claim_key) if state is not None else None
+
+    def holds(self, address_key: str) -> bool:
+        return any(state.holds(address_key) for state in self.book.states())
+
+    def refusal(self, claim: Mapping[str, Any], pool: PoolRef, address: Mapping[str, Any]) -> str | None:
+        try:
+            state = self.state(pool.key)
+        except (PoolSpecError, LookupError) as exc:
+            return f"pool {pool.description} cannot be used: {exc}"
+        text = address_text(address)
+        if not state.is_allocatable(text, prefix_of(address)):
+            return (
+                f"IPAddress {key_of(address)} already exists with address {text}, which pool "
+                f"{pool.description} does not hand out; delete it to get an address"
+            )
+        if state.holders_of(text) - {key_of(address), f"claim:{key_of(claim)}"}:
+            return (
+                f"IPAddress {key_of(address)} already exists with address {text}, which is in use in pool "
+                f"{pool.description}; delete it to get an address"
+            )
+        return None
+
+    def outside(self, pool: PoolRef, address: Mapping[str, Any]) -> bool:
+        try:
+            state = self.state(pool.key)
+        except (PoolSpecError, LookupError):
+            return False
+        return not state.is_allocatable(address_text(address), prefix_of(address))
+
+    async def adopted(self, pool: PoolRef, address: Mapping[str, Any]) -> None:
+        state = self.book.get(pool.key)
+        if state is not None:
+            state.observe(
+                key_of(address), address_text(address), uid_of(address), prefix_of(address), ahead=True
+            )
+            self.changed(pool.key)
+
+    async def released(self, address: Mapping[str, Any]) -> None:
+        pool_key = address_pool_key(address)
+        state = self.book.get(pool_key) if pool_key else None
+        if state is not None and state.forget(key_of(address), uid_of(address)):
+            self.freed(state)
+
+    async def gone(self, address_key: str, keep_uid: str | None) -> None:
+        self.verify.discard(address_key)
+        for state in self.book.states():
+            for who in state.identities(address_key):
+                if who != keep_uid and state.forget(address_key, who):
+                    self.freed(state)
+
+    def needs_check(self, address_key: str) -> bool:
+        return address_key in self.verify
+
+    def grace_remaining(self, claim: Mapping[str, Any], pool: PoolRef | None, now: float) -> float:
+        """`addressReuseGracePeriodSeconds` of IP pools (none while the pool is going away, as upstream)."""
+        obj = self.pool_object(pool.key) if pool is not None else None
+        if obj is None or pool is None or pool.deleting:
+            return 0.0
+        try:
+            decoded = decode_pool(obj)
+        except DecodeError:
+            return 0.0
+        spec = decoded.spec
+        if decoded.kind.family is not PoolFamily.IP or not isinstance(spec, IPPoolSpec):
+            return 0.0
+        if not spec.reuse_grace_seconds:
+            return 0.0
+        deleted_at = parse_time(str(claim["metadata"]["deletionTimestamp"]))
+        return max(0.0, spec.reuse_grace_seconds - (now - deleted_at))
+
+    # ---- upkeep from the informers ----------------------------------------------------------------------
+
+    def on_address(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        """An IPAddress event: the book follows (by UID), and a freed address wakes its waiters."""
+        if not self.live:
+            return
+        obj = new or old
+        assert obj is not None
+        key = key_of(obj)
+        pool_key = address_pool_key(obj)
+        state = self.book.get(pool_key) if pool_key else None
+        if event == DELETED:
+            if state is None:
+                self.book.bury(key, uid_of(obj))
+            elif state.forget(key, uid_of(obj)):
+                self.freed(state)
+        elif new is not None:
+            if old is not None and (uid_of(old) != uid_of(new) or address_pool_key(old) != pool_key):
+                # The watch says the earlier incarnation (or its place in another pool) is gone.
+                before = self.book.get(address_pool_key(old) or "")
+                if before is not None and before.forget(key, uid_of(old)):
+                    self.freed(before)
+            if state is not None:
+                state.observe(key, address_text(new), uid_of(new), prefix_of(new))
+        if pool_key is not None:
+            self.changed(pool_key)
+
+    async def on_pool(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        """A pool event: its state follows its spec (built off the loop); claims are woken on creation,
+        unpause and the start of its deletion, and whenever it gains room."""
+        if not self.live:
+            return
+        obj = new or old
+        assert obj is not None
+        pool_key = pool_key_of(obj)
+        if pool_key is None:
+            return
+        if event == DELETED:
+            self.book.remove(pool_key)  # kept while reservations are in flight: a re-created pool goes on
+            self._wake_all(pool_key)
+            return
+        assert new is not None
+        if old is not None and differs_only_in_status(old, new) and finalizers_of(old) == finalizers_of(new):
+            return  # the echo of our own status write: nothing to recount, nobody to wake
+        self.changed(pool_key)
+        await self.apply(pool_key, new, create=self.leading)
+        unpaused = old is not None and has_paused_annotation(old) and not has_paused_annotation(new)
+        going = is_deleting(new) and not (old is not None and is_deleting(old))
+        if event != "MODIFIED" or unpaused or going:
+            self._wake_all(pool_key)
+
+    def _wake_all(self, pool_key: str) -> None:
+        if self.leading:
+            for claim_key in self._claims_of(pool_key):
+                self._wake(claim_key)
+
+    async def apply(self, pool_key: str, pool: Obj, *, create: bool) -> None:
+        """Bring the book's state of a pool in line with its spec, building the allocatable set off the
+        event loop. Creates the state only with `create`."""
+        state = self.book.get(pool_key)
+        if state is None and not create:
+            return
+        try:
+            spec = pool_spec(pool)
+            if state is not None and state.spec == spec:
+                return
+            built = await asyncio.to_thread(build_allocatable, spec)
+            state = self.book.get(pool_key)  # the book may have changed while the set was built
+            if state is None:
+                kind, _, _ = split_pool_key(pool_key)
+                self.book.upsert(pool_key, kind, spec, self.seed(pool_key), built)
+            elif state.update_spec(spec, built):
+                self.freed(state)
+        except (PoolSpecError, DecodeError) as exc:
+            log.warning("pool %s: %s", pool_key, exc)

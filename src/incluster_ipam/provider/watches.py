@@ -1,0 +1,77 @@
+"""Which claims to reconcile on which event: pure functions from an informer event to the claim keys it
+concerns (controller-runtime's predicates and map functions). The in-cluster backend maps its own pool
+events (`backend.InClusterPools.on_pool`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from incluster_ipam.api.constants import CLAIM_FINALIZER
+from incluster_ipam.capi.objects import (
+    Obj,
+    cluster_is_paused,
+    key_of,
+    name_of,
+    namespace_of,
+    passes_watch_filter,
+)
+from incluster_ipam.kube import DELETED
+from incluster_ipam.runtime import SYNC
+
+_READ_METADATA = ("generation", "deletionTimestamp", "labels", "annotations")
+
+PoolOf = Callable[[Mapping[str, Any]], "str | None"]
+
+
+def only_our_writes(old: Obj | None, new: Obj | None) -> bool:
+    """A claim update that only echoes our own writes (status, or our finalizer being added): the reconcile
+    that made it already did the rest, and re-running it on a stale copy only earns 409 Conflicts."""
+    if old is None or new is None or old.get("spec") != new.get("spec"):
+        return False
+    if any(old["metadata"].get(k) != new["metadata"].get(k) for k in _READ_METADATA):
+        return False
+    before, after = old["metadata"].get("finalizers") or [], new["metadata"].get("finalizers") or []
+    return after == before or (CLAIM_FINALIZER not in before and after == [*before, CLAIM_FINALIZER])
+
+
+def claim_event(
+    event: str, old: Obj | None, new: Obj | None, pool_of: PoolOf, watch_filter: str | None
+) -> list[str]:
+    """A claim event: the claim itself, if the backend owns its pool, it passes the watch filter, and the
+    update is not just the echo of our own writes."""
+    obj = new or old
+    assert obj is not None
+    if pool_of(obj) is None or not passes_watch_filter(obj, watch_filter):
+        return []
+    if event not in (DELETED, SYNC) and only_our_writes(old, new):
+        return []
+    return [key_of(obj)]
+
+
+def address_event(
+    event: str, old: Obj | None, new: Obj | None, claim_exists: Callable[[str], bool]
+) -> list[str]:
+    """An IPAddress event: on deletion, a live claim of that name needs a new address; otherwise an
+    IPAddress whose claim is gone is reconciled (deleted if it is ours)."""
+    obj = new or old
+    assert obj is not None
+    key = key_of(obj)
+    if event == DELETED:
+        return [key]
+    return [] if claim_exists(key) else [key]
+
+
+def cluster_event(
+    event: str, old: Obj | None, new: Obj | None, claims_of: Callable[[str], set[str]]
+) -> list[str]:
+    """A Cluster event wakes its claims (ours only, through the claims' cluster index): on creation and
+    deletion unless paused, and on the update that unpauses it."""
+    obj = new or old
+    assert obj is not None
+    if event == "MODIFIED":
+        if not (old is not None and cluster_is_paused(old) and not cluster_is_paused(obj)):
+            return []
+    elif event != DELETED and cluster_is_paused(obj):
+        return []
+    return sorted(claims_of(f"{namespace_of(obj)}/{name_of(obj)}"))
