@@ -23,16 +23,18 @@ from incluster_ipam.capi.objects import (
     BY_POOL,
     Obj,
     address_pool_key,
+    address_text,
     claim_pool_key,
     finalizers_of,
     has_paused_annotation,
     is_deleting,
     key_of,
     pool_key_of,
+    prefix_of,
     split_pool_key,
+    uid_of,
 )
 from incluster_ipam.claimcore import Allocation, Exhausted, NotReady
-from incluster_ipam.claimcore.reconciler import address_text, prefix_of, uid_of
 from incluster_ipam.ipam.allocator import PoolExhausted
 from incluster_ipam.kube import DELETED
 from incluster_ipam.runtime import Informer

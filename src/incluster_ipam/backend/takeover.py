@@ -18,8 +18,15 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from incluster_ipam.capi.objects import Obj, address_pool_key, key_of, pool_key_of
-from incluster_ipam.claimcore.reconciler import address_text, prefix_of, uid_of
+from incluster_ipam.capi.objects import (
+    Obj,
+    address_pool_key,
+    address_text,
+    key_of,
+    pool_key_of,
+    prefix_of,
+    uid_of,
+)
 from incluster_ipam.kube import KubeClient, KubeError, Resource
 from incluster_ipam.runtime import Backoff
 

@@ -116,6 +116,23 @@ def key_of(obj: Mapping[str, Any]) -> str:
     return f"{namespace}/{name_of(obj)}" if namespace else name_of(obj)
 
 
+def uid_of(obj: Mapping[str, Any]) -> str | None:
+    """The object's UID; None when it has none (or an odd one)."""
+    uid = (obj.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) and uid else None
+
+
+def address_text(address: Mapping[str, Any]) -> str:
+    """An IPAddress's `spec.address` ("" when missing)."""
+    return str((address.get("spec") or {}).get("address", ""))
+
+
+def prefix_of(address: Mapping[str, Any]) -> int | None:
+    """An IPAddress's `spec.prefix` when it is an integer."""
+    prefix = (address.get("spec") or {}).get("prefix")
+    return prefix if isinstance(prefix, int) and not isinstance(prefix, bool) else None
+
+
 def is_deleting(obj: Mapping[str, Any]) -> bool:
     return bool(obj["metadata"].get("deletionTimestamp"))
 

@@ -9,23 +9,29 @@ write fencing under leader election. Where addresses come from is a `ClaimBacken
 in-cluster pools are one (`incluster_ipam.backend`); `examples/` and `docs/extending.md` show another.
 
 Public surface: `ClaimBackend`, `PoolRef`, `Allocation`, `Exhausted`, `NotReady`, `ClaimReconciler`,
-`Caches`, `ClaimMetrics`, `discover` and `Served`.
+`ClaimMetrics`, the ports it is given (`Caches`, `Client`, `Recorder`, `Resources`), `discover` and
+`Served`.
 """
 
 from .backend import Allocation, ClaimBackend, Exhausted, NotReady, PoolRef
 from .discovery import Served, discover
 from .metrics import ClaimMetrics
-from .reconciler import Caches, ClaimReconciler
+from .ports import Cache, Caches, Client, Recorder, Resources
+from .reconciler import ClaimReconciler
 
 __all__ = [
     "Allocation",
+    "Cache",
     "Caches",
     "ClaimBackend",
     "ClaimMetrics",
     "ClaimReconciler",
+    "Client",
     "Exhausted",
     "NotReady",
     "PoolRef",
+    "Recorder",
+    "Resources",
     "Served",
     "discover",
 ]

@@ -23,15 +23,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, GROUP
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER
 from incluster_ipam.api.timestamps import now_time
 from incluster_ipam.capi import contract as c
 from incluster_ipam.capi.objects import (
     CLUSTER_NAME_LABEL,
     Obj,
+    address_text,
     claim_cluster_name,
     cluster_is_paused,
     finalizers_of,
@@ -42,13 +42,16 @@ from incluster_ipam.capi.objects import (
     namespace_of,
     passes_watch_filter,
     project,
+    uid_of,
 )
-from incluster_ipam.kube import ApiError, EventRecorder, KubeClient, KubeError, Resource, is_already_exists
+from incluster_ipam.kube import ApiError, KubeError, is_already_exists
 from incluster_ipam.kube.errors import is_conflict, is_not_found
 from incluster_ipam.runtime import Fence, NotLeading, Result, Unfenced, send_within
 
+from . import rules
 from .backend import ClaimBackend, Exhausted, NotReady, PoolRef
 from .metrics import ClaimMetrics
+from .ports import Caches, Client, Recorder, Resources
 
 log = logging.getLogger(__name__)
 
@@ -56,57 +59,18 @@ log = logging.getLogger(__name__)
 _DEFINITIVE = frozenset({400, 403, 404, 405, 415, 422})
 
 
-class Cache(Protocol):
-    """What the lifecycle reads of an informer (`incluster_ipam.runtime.Informer`, or a dict in tests)."""
-
-    def get(self, key: str) -> Obj | None: ...
-
-    def get_object(self, namespace: str | None, name: str) -> Obj | None: ...
-
-
-@dataclass
-class Caches:
-    """The Cluster API objects the lifecycle reads (projections, see `capi.objects.project`)."""
-
-    claims: Cache
-    addresses: Cache
-    clusters: Cache | None  # None: Cluster API core is not installed
-
-
-@dataclass(frozen=True)
-class Resources:
-    """The API resources written, in the versions the cluster serves."""
-
-    claims: Resource
-    addresses: Resource
-
-
-def uid_of(obj: Mapping[str, Any]) -> str | None:
-    uid = (obj.get("metadata") or {}).get("uid")
-    return uid if isinstance(uid, str) and uid else None
-
-
-def prefix_of(address: Mapping[str, Any]) -> int | None:
-    prefix = (address.get("spec") or {}).get("prefix")
-    return prefix if isinstance(prefix, int) and not isinstance(prefix, bool) else None
-
-
-def address_text(address: Mapping[str, Any]) -> str:
-    return str((address.get("spec") or {}).get("address", ""))
-
-
 class ClaimReconciler:
     """Reconciles one claim key (`namespace/name`) at a time; many keys run concurrently."""
 
     def __init__(
         self,
-        client: KubeClient,
+        client: Client,
         *,
         contract: c.Contract,
         resources: Resources,
         caches: Caches,
         backend: ClaimBackend,
-        recorder: EventRecorder,
+        recorder: Recorder,
         metrics: ClaimMetrics,
         watch_filter: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -213,7 +177,7 @@ class ClaimReconciler:
         if address is None:
             await self.backend.gone(key, None)
             return None
-        if not _controlled_by_claim(address, name) or self._orphan_paused(address):
+        if not rules.controlled_by_claim(address, name) or self._orphan_paused(address):
             return None
         try:
             live = await self._client.get(self.resources.claims, name, namespace)
@@ -222,7 +186,7 @@ class ClaimReconciler:
                 raise
         else:
             same_pool = self.backend.pool_key(live) == self.backend.pool_of_address(address)
-            if same_pool or not of_an_earlier_incarnation(live, address):
+            if same_pool or not rules.of_an_earlier_incarnation(live, address):
                 return None  # the claim of that name adopts it
         log.info("IPAddress %s outlived its claim; deleting it", key)
         if await self._delete_address(address):
@@ -255,7 +219,7 @@ class ClaimReconciler:
         known = self.backend.known_address(key, pool) if existing is None else None
         if known is not None:
             # We created it a moment ago and the cache has not caught up: never reserve a second address.
-            await self._set_ready(claim, _bound(known, pool), address_name=name_of(claim))
+            await self._set_ready(claim, rules.bound(known, pool), address_name=name_of(claim))
             return None
         if existing is not None:
             return await self._adopt(claim, pool, existing)
@@ -304,7 +268,7 @@ class ClaimReconciler:
             c.ADDRESS_ALLOCATED,
             f"allocated {grant.address}/{grant.prefix} from pool {pool.description}",
         )
-        await self._set_ready(claim, _bound(grant.address, pool), address_name=name_of(created))
+        await self._set_ready(claim, rules.bound(grant.address, pool), address_name=name_of(created))
         return None
 
     async def _create_failed(self, claim: Obj, pool: PoolRef, exc: ApiError) -> Result | None:
@@ -318,32 +282,13 @@ class ClaimReconciler:
             self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
         raise exc
 
-    def _adoption_refusal(self, claim: Obj, pool: PoolRef, address: Obj) -> str | None:
-        """Why the claim must not take this IPAddress of its name (finding 9), or None when it may."""
-        name = name_of(claim)
-        claim_ref = ((address.get("spec") or {}).get("claimRef") or {}).get("name")
-        if claim_ref != name:
-            return (
-                f"IPAddress {key_of(address)} already exists for claim {claim_ref!r}, not for this one; "
-                "delete it or give the claim another name"
-            )
-        for owner in address["metadata"].get("ownerReferences") or []:
-            if owner.get("controller") and not (
-                owner.get("kind") == "IPAddressClaim" and owner.get("name") == name
-            ):
-                return (
-                    f"IPAddress {key_of(address)} already exists and is controlled by "
-                    f"{owner.get('kind')} {owner.get('name')!r}; not adopting it"
-                )
-        return self.backend.refusal(claim, pool, address)
-
     async def _adopt(self, claim: Obj, pool: PoolRef, address: Obj) -> Result | None:
         """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
         # A reservation kept for it (a create whose answer was lost, that landed after all) has served its
         # purpose, or will not be used while the IPAddress stands.
         await self.backend.abandon(key_of(claim))
-        same_pool = _same_pool(address, pool)
-        if not same_pool and of_an_earlier_incarnation(claim, address):
+        same_pool = rules.same_pool(address, pool)
+        if not same_pool and rules.of_an_earlier_incarnation(claim, address):
             # Made for an earlier claim of this name (a controller reference to another UID of it: that
             # claim is gone) in another pool: nobody's now. Replace it.
             log.info("IPAddress %s was made for an earlier claim of that name; replacing it", key_of(address))
@@ -358,14 +303,14 @@ class ClaimReconciler:
             await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message))
             return Result(requeue_after=30.0)
         text = address_text(address)
-        if not _controls(claim, address):
-            refusal = self._adoption_refusal(claim, pool, address)
+        if not rules.controls(claim, address):
+            refusal = rules.adoption_refusal(claim, address) or self.backend.refusal(claim, pool, address)
             if refusal is not None:
                 if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, refusal)):
                     self._recorder.warning(claim, c.ALLOCATION_FAILED, refusal)
                 self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
                 return Result(requeue_after=30.0)
-        elif not _bound_to(claim, address) and self.backend.outside(pool, address):
+        elif not rules.bound_to(claim, address) and self.backend.outside(pool, address):
             # Ours, never handed out (the claim does not point at it yet), and outside the pool as it is
             # now: a create that landed while the pool shrank. Replace it with an address in the pool.
             log.info("IPAddress %s (%s) is outside %s; replacing it", key_of(address), text, pool.description)
@@ -373,7 +318,7 @@ class ClaimReconciler:
                 await self.backend.released(address)
             return Result(requeue=True)
         await self.backend.adopted(pool, address)
-        patch = self._adoption_patch(claim, pool, address)
+        patch = rules.adoption_patch(self._contract, claim, pool, address)
         if patch is not None:
             try:
                 address = project(
@@ -391,38 +336,8 @@ class ClaimReconciler:
                 raise
         if is_deleting(address):
             log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
-        await self._set_ready(claim, _bound(text, pool), address_name=name_of(address))
+        await self._set_ready(claim, rules.bound(text, pool), address_name=name_of(address))
         return None
-
-    def _adoption_patch(self, claim: Obj, pool: PoolRef, address: Obj) -> Obj | None:
-        metadata = address["metadata"]
-        finalizers = finalizers_of(address)
-        name, uid = name_of(claim), claim["metadata"]["uid"]
-        # A controller reference to an earlier claim of this name (a restore keeps stale UIDs) names an
-        # object that cannot exist any more (names are unique): the live claim takes its place.
-        owners: list[Obj] = [
-            dict(o)
-            for o in metadata.get("ownerReferences") or []
-            if not (o.get("kind") == "IPAddressClaim" and o.get("name") == name and o.get("uid") != uid)
-        ]
-        changed = len(owners) != len(metadata.get("ownerReferences") or [])
-        wanted = c.owner_references(self._contract, claim, pool)
-        other_controller = any(o.get("controller") and o.get("uid") != uid for o in owners)
-        for ref in wanted:
-            if not any(o.get("uid") == ref["uid"] for o in owners):
-                owners.append({**ref, "controller": False} if ref["controller"] and other_controller else ref)
-                changed = True
-        patch_meta: Obj = {"resourceVersion": metadata.get("resourceVersion")}
-        if changed:
-            patch_meta["ownerReferences"] = owners
-        if ADDRESS_FINALIZER not in finalizers and not is_deleting(address):
-            patch_meta["finalizers"] = [*finalizers, ADDRESS_FINALIZER]
-            changed = True
-        cluster = (claim["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
-        if cluster and (metadata.get("labels") or {}).get(CLUSTER_NAME_LABEL) != cluster:
-            patch_meta["labels"] = {CLUSTER_NAME_LABEL: cluster}
-            changed = True
-        return {"metadata": patch_meta} if changed else None
 
     # ---- release ----------------------------------------------------------------------------------------
 
@@ -437,7 +352,7 @@ class ClaimReconciler:
         if address is None:
             # The cache may not have seen an IPAddress created moments ago: ask the apiserver, never assume.
             address = await self._live_address(namespace_of(claim), name_of(claim))
-        released = address is not None and _meant_for(claim, address)
+        released = address is not None and rules.meant_for(claim, address)
         if address is not None and not released:
             message = (
                 f"left IPAddress {key_of(address)} in place: it is not this claim's (another pool or claim)"
@@ -535,78 +450,3 @@ class ClaimReconciler:
             raise
         claim.update(project(updated))
         return True
-
-
-# ---- pure rules ---------------------------------------------------------------------------------------
-
-
-def _pool_ref_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    ref = (obj.get("spec") or {}).get("poolRef")
-    if not isinstance(ref, Mapping):
-        return None
-    return (str(ref.get("apiGroup") or GROUP), str(ref.get("kind", "")), str(ref.get("name", "")))
-
-
-def _same_pool(address: Mapping[str, Any], pool: PoolRef) -> bool:
-    """The IPAddress's poolRef names this pool (its namespace is the IPAddress's own, or none)."""
-    return _pool_ref_of(address) == (pool.group, pool.kind, pool.name) and pool.namespace in (
-        "",
-        namespace_of(address),
-    )
-
-
-def _controller(address: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return next((o for o in address["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
-
-
-def _controlled_by_claim(address: Mapping[str, Any], name: str) -> bool:
-    """The IPAddress names the claim and is controlled by an IPAddressClaim of that name (ours)."""
-    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name:
-        return False
-    return any(
-        ref.get("kind") == "IPAddressClaim" and ref.get("name") == name and ref.get("controller")
-        for ref in address["metadata"].get("ownerReferences") or []
-    )
-
-
-def _controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
-    """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
-    controller = _controller(address)
-    return controller is not None and controller.get("uid") == claim["metadata"].get("uid")
-
-
-def of_an_earlier_incarnation(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
-    """The IPAddress names this claim's name and is controlled by a claim of that name with another UID: an
-    earlier claim of the name, which must be gone (names are unique)."""
-    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
-        return False
-    controller = _controller(address)
-    return (
-        controller is not None
-        and controller.get("kind") == "IPAddressClaim"
-        and controller.get("name") == name_of(claim)
-        and controller.get("uid") != claim["metadata"].get("uid")
-    )
-
-
-def _bound_to(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
-    return ((claim.get("status") or {}).get("addressRef") or {}).get("name") == name_of(address)
-
-
-def _meant_for(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
-    """Whether releasing the claim may delete this IPAddress: its poolRef is the claim's, its claimRef names
-    the claim, and it has no controller or a claim of that name (this one, or an earlier incarnation)."""
-    if _pool_ref_of(address) != _pool_ref_of(claim):
-        return False
-    if ((address.get("spec") or {}).get("claimRef") or {}).get("name") != name_of(claim):
-        return False
-    controller = _controller(address)
-    return controller is None or (
-        controller.get("kind") == "IPAddressClaim" and controller.get("name") == name_of(claim)
-    )
-
-
-def _bound(address: str, pool: PoolRef) -> c.ReadyState:
-    return c.ReadyState(
-        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {pool.description}"
-    )

@@ -37,9 +37,8 @@ from incluster_ipam.capi.objects import (
     project,
 )
 from incluster_ipam.capi.resources import pool_resource
-from incluster_ipam.claimcore import Caches, ClaimReconciler, discover
+from incluster_ipam.claimcore import Caches, ClaimReconciler, Resources, discover
 from incluster_ipam.claimcore.discovery import served
-from incluster_ipam.claimcore.reconciler import Resources
 from incluster_ipam.kube import EventRecorder, KubeClient, Resource
 from incluster_ipam.runtime import (
     Informer,

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from incluster_ipam.api.constants import POOL_KINDS, pool_kind
 from incluster_ipam.api.models import AllocatedAddress, DecodeError, Pool, decode_pool
-from incluster_ipam.capi.objects import BY_POOL, index_by_pool_of_address, pool_key, project
+from incluster_ipam.capi.objects import BY_POOL, index_by_pool_of_address, pool_key, prefix_of, project
 from incluster_ipam.capi.resources import pool_resource
 from incluster_ipam.claimcore.discovery import discover, served
 from incluster_ipam.kube import KubeClient
@@ -57,12 +57,11 @@ def allocated_address(obj: Mapping[str, Any]) -> AllocatedAddress:
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     address = spec.get("address")
-    prefix = spec.get("prefix")
     return AllocatedAddress(
         name=str(metadata.get("name") or ""),
         namespace=str(metadata.get("namespace") or ""),
         address=address if isinstance(address, str) else "",
-        prefix=prefix if isinstance(prefix, int) and not isinstance(prefix, bool) else None,
+        prefix=prefix_of(obj),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from incluster_ipam.kube import Obj, Resource
 from incluster_ipam.serving.diagnostics import KubeAuthorizer
-from tests.unit.packaging.test_diagnostics import ScriptedApi
+from tests.unit.serving.test_diagnostics import ScriptedApi
 
 
 class SlowApi(ScriptedApi):

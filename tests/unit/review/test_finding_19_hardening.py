@@ -35,7 +35,7 @@ from incluster_ipam.webhooks import WebhookServer
 from incluster_ipam.webhooks import server as webhook_server
 from incluster_ipam.webhooks.server import server_ssl_context
 from tests.unit.packaging.certs import der, serving_pair, write_pair
-from tests.unit.packaging.test_diagnostics import ScriptedApi, _handshake, _metrics, _unverified
+from tests.unit.serving.test_diagnostics import ScriptedApi, _handshake, _metrics, _unverified
 from tests.unit.webhooks.fakes import FakeCluster
 
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", True)

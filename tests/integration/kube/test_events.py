@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from incluster_ipam.kube import EVENTS, EventRecorder, KubeClient
-
-from .conftest import CLAIMS, claim
+from tests.integration.runtime.conftest import CLAIMS, claim
 
 
 async def test_events_are_created_and_aggregated(kube: KubeClient, namespace: str) -> None:

@@ -22,8 +22,7 @@ from incluster_ipam.serving.diagnostics import (
     self_signed_pair,
     tls_version,
 )
-
-from .certs import der, serving_pair, write_pair
+from tests.unit.packaging.certs import der, serving_pair, write_pair
 
 USER = {"username": "system:serviceaccount:mon:prom", "uid": "u-1", "groups": ["system:serviceaccounts"]}
 

@@ -21,8 +21,7 @@ from incluster_ipam.kube import (
 )
 from incluster_ipam.kube import requests as rq
 from incluster_ipam.kube.resources import SERVICE_ACCOUNTS
-
-from .conftest import CLAIMS, GROUP, claim
+from tests.integration.runtime.conftest import CLAIMS, GROUP, claim
 
 
 def configmap(name: str, namespace: str, **data: str) -> dict[str, object]:

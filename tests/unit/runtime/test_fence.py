@@ -1,12 +1,9 @@
-"""Write fencing by a lease's validity, the elector's failure handling of its leading callback, and the TLS
-settings shared by the provider's servers."""
+"""Write fencing by a lease's validity and the elector's failure handling of its leading callback."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import ssl
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +15,6 @@ from incluster_ipam.runtime import (
     Unfenced,
     send_within,
 )
-from incluster_ipam.serving.tls import ServingTLS, cipher_list, server_context
-from tests.unit.packaging.certs import serving_pair, write_pair
 from tests.unit.runtime.test_leaderelection import FAST, FakeLeases
 
 
@@ -72,34 +67,3 @@ async def test_a_failing_start_of_leading_gives_the_lease_up() -> None:
     assert stopped == ["a"]
     assert api.lease is not None
     assert api.lease["spec"]["holderIdentity"] == ""  # released: a standby takes over at once
-
-
-def test_cipher_suites_by_go_name() -> None:
-    assert cipher_list(None).split(":") == [
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-    ]
-    chosen = cipher_list(["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"])
-    assert chosen == "ECDHE-RSA-AES256-GCM-SHA384"
-    with pytest.raises(ValueError, match="TLS_RSA_WITH_AES_128_CBC_SHA"):
-        cipher_list(["TLS_RSA_WITH_AES_128_CBC_SHA"])
-
-
-def test_server_contexts_refuse_old_tls_and_reload_whole_pairs(tmp_path: Path) -> None:
-    first, second = serving_pair(), serving_pair()
-    write_pair(tmp_path, first)
-    with pytest.raises(ValueError, match=r"1\.2"):
-        server_context(tmp_path / "tls.crt", tmp_path / "tls.key", ssl.TLSVersion.TLSv1_1)
-    tls = ServingTLS(tmp_path / "tls.crt", tmp_path / "tls.key")
-    served = tls._current
-    (tmp_path / "tls.crt").write_bytes(second.cert_pem)  # the key is not rotated yet
-    with pytest.raises(ssl.SSLError):
-        tls.reload()
-    assert tls._current is served  # the served pair is untouched
-    (tmp_path / "tls.key").write_bytes(second.key_pem)
-    tls.reload()
-    assert tls._current is not served

@@ -11,8 +11,7 @@ import pytest
 from incluster_ipam.devcluster.pki import CertificateAuthority
 from incluster_ipam.serving.certwatch import CertWatcher
 from incluster_ipam.serving.tls import ServingTLS
-
-from .certs import serving_pair, swap_secret_volume, write_pair
+from tests.unit.packaging.certs import serving_pair, swap_secret_volume, write_pair
 
 
 class Reloads:

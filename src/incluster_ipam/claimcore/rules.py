@@ -1,0 +1,159 @@
+"""The claim lifecycle's rules about which IPAddress belongs to which claim, pure: who controls an
+IPAddress, whether a claim may adopt one of its name, whether a release may delete one, and the patch that
+makes an adopted IPAddress the claim's (owner references, finalizer, cluster label). The reconciler
+(`reconciler.py`) applies them; each is unit-tested on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, GROUP
+from incluster_ipam.capi import contract as c
+from incluster_ipam.capi.contract import PoolRef
+from incluster_ipam.capi.objects import (
+    CLUSTER_NAME_LABEL,
+    Obj,
+    finalizers_of,
+    is_deleting,
+    key_of,
+    name_of,
+    namespace_of,
+)
+
+
+def claim_ref_name(address: Mapping[str, Any]) -> object:
+    """The name in an IPAddress's `spec.claimRef` (anything: it is not validated)."""
+    return ((address.get("spec") or {}).get("claimRef") or {}).get("name")
+
+
+def pool_ref_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(apiGroup, kind, name) of a claim's or IPAddress's `spec.poolRef`; the group defaults to ours."""
+    ref = (obj.get("spec") or {}).get("poolRef")
+    if not isinstance(ref, Mapping):
+        return None
+    return (str(ref.get("apiGroup") or GROUP), str(ref.get("kind", "")), str(ref.get("name", "")))
+
+
+def same_pool(address: Mapping[str, Any], pool: PoolRef) -> bool:
+    """The IPAddress's poolRef names this pool (its namespace is the IPAddress's own, or none)."""
+    return pool_ref_of(address) == (pool.group, pool.kind, pool.name) and pool.namespace in (
+        "",
+        namespace_of(address),
+    )
+
+
+def controller_of(address: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference marked controller, if any."""
+    return next((o for o in address["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+
+
+def controlled_by_claim(address: Mapping[str, Any], name: str) -> bool:
+    """The IPAddress names the claim and is controlled by an IPAddressClaim of that name (ours)."""
+    if claim_ref_name(address) != name:
+        return False
+    return any(
+        ref.get("kind") == "IPAddressClaim" and ref.get("name") == name and ref.get("controller")
+        for ref in address["metadata"].get("ownerReferences") or []
+    )
+
+
+def controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
+    controller = controller_of(address)
+    return controller is not None and controller.get("uid") == claim["metadata"].get("uid")
+
+
+def of_an_earlier_incarnation(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """The IPAddress names this claim's name and is controlled by a claim of that name with another UID: an
+    earlier claim of the name, which must be gone (names are unique)."""
+    if claim_ref_name(address) != name_of(claim):
+        return False
+    controller = controller_of(address)
+    return (
+        controller is not None
+        and controller.get("kind") == "IPAddressClaim"
+        and controller.get("name") == name_of(claim)
+        and controller.get("uid") != claim["metadata"].get("uid")
+    )
+
+
+def bound_to(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """The claim's status already points at this IPAddress."""
+    return ((claim.get("status") or {}).get("addressRef") or {}).get("name") == name_of(address)
+
+
+def meant_for(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
+    """Whether releasing the claim may delete this IPAddress: its poolRef is the claim's, its claimRef names
+    the claim, and it has no controller or a claim of that name (this one, or an earlier incarnation)."""
+    if pool_ref_of(address) != pool_ref_of(claim):
+        return False
+    if claim_ref_name(address) != name_of(claim):
+        return False
+    controller = controller_of(address)
+    return controller is None or (
+        controller.get("kind") == "IPAddressClaim" and controller.get("name") == name_of(claim)
+    )
+
+
+def adoption_refusal(claim: Mapping[str, Any], address: Mapping[str, Any]) -> str | None:
+    """Why the claim must not take this IPAddress of its name on the lifecycle's side (its claimRef names
+    another claim, or something else controls it; finding 9 of the December review), or None."""
+    name = name_of(claim)
+    claim_ref = claim_ref_name(address)
+    if claim_ref != name:
+        return (
+            f"IPAddress {key_of(address)} already exists for claim {claim_ref!r}, not for this one; "
+            "delete it or give the claim another name"
+        )
+    for owner in address["metadata"].get("ownerReferences") or []:
+        if owner.get("controller") and not (
+            owner.get("kind") == "IPAddressClaim" and owner.get("name") == name
+        ):
+            return (
+                f"IPAddress {key_of(address)} already exists and is controlled by "
+                f"{owner.get('kind')} {owner.get('name')!r}; not adopting it"
+            )
+    return None
+
+
+def adoption_patch(
+    contract: c.Contract, claim: Mapping[str, Any], pool: PoolRef, address: Mapping[str, Any]
+) -> Obj | None:
+    """The merge patch that makes an adopted IPAddress the claim's (None when it already is): the claim's
+    and the pool's owner references (the claim as controller unless something else is), our finalizer
+    (unless it is being deleted) and the claim's cluster label. Optimistically locked."""
+    metadata = address["metadata"]
+    finalizers = finalizers_of(address)
+    name, uid = name_of(claim), claim["metadata"]["uid"]
+    # A controller reference to an earlier claim of this name (a restore keeps stale UIDs) names an object
+    # that cannot exist any more (names are unique): the live claim takes its place.
+    owners: list[Obj] = [
+        dict(o)
+        for o in metadata.get("ownerReferences") or []
+        if not (o.get("kind") == "IPAddressClaim" and o.get("name") == name and o.get("uid") != uid)
+    ]
+    changed = len(owners) != len(metadata.get("ownerReferences") or [])
+    other_controller = any(o.get("controller") and o.get("uid") != uid for o in owners)
+    for ref in c.owner_references(contract, claim, pool):
+        if not any(o.get("uid") == ref["uid"] for o in owners):
+            owners.append({**ref, "controller": False} if ref["controller"] and other_controller else ref)
+            changed = True
+    patch_meta: Obj = {"resourceVersion": metadata.get("resourceVersion")}
+    if changed:
+        patch_meta["ownerReferences"] = owners
+    if ADDRESS_FINALIZER not in finalizers and not is_deleting(address):
+        patch_meta["finalizers"] = [*finalizers, ADDRESS_FINALIZER]
+        changed = True
+    cluster = (claim["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL)
+    if cluster and (metadata.get("labels") or {}).get(CLUSTER_NAME_LABEL) != cluster:
+        patch_meta["labels"] = {CLUSTER_NAME_LABEL: cluster}
+        changed = True
+    return {"metadata": patch_meta} if changed else None
+
+
+def bound(address: str, pool: PoolRef) -> c.ReadyState:
+    """The Ready condition of a bound claim."""
+    return c.ReadyState(
+        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {pool.description}"
+    )
