@@ -51,7 +51,7 @@ class PoolRef:
     kind: str
     name: str
     namespace: str  # "" for a cluster-scoped pool
-    uid: str
+    uid: str  # "" for a pool that is not a Kubernetes object
     paused: bool = False
     deleting: bool = False
 
@@ -152,8 +152,9 @@ class Contract:
 
 
 def owner_references(contract: Contract, claim: Mapping[str, Any], pool: PoolRef) -> list[Obj]:
-    """The claim as controller, the pool as a plain owner (both block owner deletion), as upstream."""
-    return [
+    """The claim as controller, the pool as a plain owner (both block owner deletion), as upstream. A pool
+    that is not a Kubernetes object (no UID: another IPAM's, see `docs/extending.md`) owns nothing."""
+    refs = [
         {
             "apiVersion": contract.api_version,
             "kind": "IPAddressClaim",
@@ -171,6 +172,7 @@ def owner_references(contract: Contract, claim: Mapping[str, Any], pool: PoolRef
             "blockOwnerDeletion": True,
         },
     ]
+    return refs if pool.uid else refs[:1]
 
 
 def choose_contract(served_versions: Sequence[str]) -> Contract:

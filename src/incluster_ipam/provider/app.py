@@ -9,8 +9,8 @@ fresh list (`backend.takeover`); a leader that cannot finish within its renew de
 exits, so a standby leads. Every write is fenced by the lease's validity. Losing leadership ends the process
 (exit code 1), as with controller-runtime: a replacement starts clean.
 
-Who does what: `claimcore` (the lifecycle), `backend` (the pools and their book), `watches` (which events
-wake which claims), `servers` (HTTP), this module (wiring and the process's life).
+Who does what: `claimcore` (the lifecycle), `backend` (the pools and their book), `claimcore.watches` (which
+events wake which claims), `servers` (HTTP), this module (wiring and the process's life).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from incluster_ipam.capi.objects import (
     project,
 )
 from incluster_ipam.capi.resources import pool_resource
-from incluster_ipam.claimcore import Caches, ClaimReconciler, Resources, discover
+from incluster_ipam.claimcore import Caches, ClaimReconciler, Resources, discover, watches
 from incluster_ipam.claimcore.discovery import served
 from incluster_ipam.kube import EventRecorder, KubeClient, Resource
 from incluster_ipam.runtime import (
@@ -51,7 +51,7 @@ from incluster_ipam.runtime import (
 )
 from incluster_ipam.runtime.informer import Handler
 
-from . import servers, watches
+from . import servers
 from .metrics import Metrics
 from .options import Options
 

@@ -8,8 +8,10 @@ from incluster_ipam.capi.contract import (
     POOL_EXHAUSTED,
     Contract,
     NoContractError,
+    PoolRef,
     ReadyState,
     choose_contract,
+    owner_references,
 )
 
 
@@ -68,3 +70,17 @@ def test_other_controllers_conditions_are_kept() -> None:
     )
     assert patch is not None
     assert patch["status"]["conditions"][0] == theirs
+
+
+def test_the_ipaddress_is_owned_by_its_claim_and_its_pool_unless_the_pool_is_no_object() -> None:
+    claim = {"metadata": {"name": "c", "namespace": "ns", "uid": "claim-uid"}}
+    pool = PoolRef("k", "ipam.cluster.x-k8s.io", "v1alpha2", "InClusterIPPool", "p", "ns", "pool-uid")
+    body = Contract("v1beta2").ip_address(claim, pool, address="10.0.0.1", prefix=24, gateway="")
+    owners = body["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["uid"], o["controller"], o["blockOwnerDeletion"]) for o in owners] == [
+        ("IPAddressClaim", "claim-uid", True, True),
+        ("InClusterIPPool", "pool-uid", False, True),
+    ]
+    assert "gateway" not in body["spec"]
+    sheet = PoolRef("lab", "sheets.example.com", "v1", "Spreadsheet", "lab", "", "")
+    assert [o["uid"] for o in owner_references(Contract("v1beta2"), claim, sheet)] == ["claim-uid"]

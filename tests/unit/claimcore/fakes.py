@@ -415,7 +415,14 @@ class SwitchFence:
 class World:
     """A reconciler over the fakes, with helpers to create objects and read the outcome."""
 
-    def __init__(self, *, contract: str = "v1beta2", clusters: bool = True, watch_filter: str | None = None):
+    def __init__(
+        self,
+        *,
+        contract: str = "v1beta2",
+        clusters: bool = True,
+        watch_filter: str | None = None,
+        backend: Any = None,
+    ):
         self.api = FakeApi()
         self.contract = Contract(contract)
         self.claims_resource = Resource(GROUP, contract, "ipaddressclaims", "IPAddressClaim", True)
@@ -423,7 +430,7 @@ class World:
         self.claims = StoreCache(self.api, self.claims_resource)
         self.addresses = StoreCache(self.api, self.addresses_resource)
         self.clusters = StoreCache(self.api, CLUSTERS) if clusters else None
-        self.backend = FakeBackend()
+        self.backend = backend if backend is not None else FakeBackend()
         self.recorder = FakeRecorder()
         self.registry = CollectorRegistry()
         self.metrics = ClaimMetrics(self.registry)
@@ -455,6 +462,7 @@ class World:
         cluster: str | None = None,
         deleting: str | None = None,
         status: Mapping[str, Any] | None = None,
+        group: str = GROUP,
     ) -> Obj:
         meta: Obj = {"name": name, "namespace": "ns", "generation": 1}
         if finalizer:
@@ -465,7 +473,7 @@ class World:
             meta["annotations"] = dict(annotations)
         if deleting:
             meta["deletionTimestamp"] = deleting
-        spec: Obj = {"poolRef": {"apiGroup": GROUP, "kind": kind, "name": pool}}
+        spec: Obj = {"poolRef": {"apiGroup": group, "kind": kind, "name": pool}}
         if cluster:
             spec["clusterName"] = cluster
         body: Obj = {"metadata": meta, "spec": spec}
