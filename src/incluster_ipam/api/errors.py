@@ -110,14 +110,6 @@ class Status:
         return status
 
 
-class StatusError(Exception):
-    """An exception that carries the `Status` to answer with."""
-
-    def __init__(self, status: Status) -> None:
-        super().__init__(status.message)
-        self.status = status
-
-
 def invalid(kind: str, name: str, errors: list[FieldError]) -> Status:
     """``apierrors.NewInvalid``: ``<Kind>.ipam.cluster.x-k8s.io "<name>" is invalid: <errors>`` (422)."""
     message = f"{kind}.{GROUP} {gofmt.quote(name)} is invalid"

@@ -443,14 +443,6 @@ class PoolState:
             return counts
         return PoolCounts(counts.total, counts.used + foreign, counts.free, counts.out_of_range + foreign)
 
-    def shared_addresses(self) -> dict[str, set[str]]:
-        """Addresses held by more than one IPAddress object (duplicates planted from outside)."""
-        return {
-            format_address(self.version, value): {self._objects[w].key for w in h.addresses}
-            for value, h in self._holders.items()
-            if len(h.addresses) > 1
-        }
-
 
 def _other(address: str) -> tuple[int, int] | None:
     try:

@@ -26,7 +26,7 @@ from incluster_ipam.capi.objects import (
 from incluster_ipam.capi.resources import pool_resource
 from incluster_ipam.ipam.pool import PoolCounts
 from incluster_ipam.kube import ApiError, KubeClient, Resource
-from incluster_ipam.kube.errors import is_not_found
+from incluster_ipam.kube.errors import is_not_found, is_refused
 from incluster_ipam.runtime import Fence, NotLeading, Unfenced, send_within
 
 from .incluster import InClusterPools
@@ -34,9 +34,6 @@ from .incluster import InClusterPools
 log = logging.getLogger(__name__)
 
 _PREFIX = "incluster_ipam"
-
-#: Answers that retrying the same write cannot change (admission webhook or schema refusals).
-_REFUSED = frozenset({400, 403, 422})
 
 
 class PoolMetrics:
@@ -136,7 +133,7 @@ class PoolStatusWriter:
             try:
                 await self._set_finalizers(resource, pool, [*finalizers_of(pool), POOL_FINALIZER])
             except ApiError as exc:
-                if exc.status not in _REFUSED:
+                if not is_refused(exc):
                     raise
                 # A webhook refuses any update of a pool one of whose IPAddresses lies outside it (e.g. one
                 # planted by hand); the status (a subresource, not validated) must still be written.

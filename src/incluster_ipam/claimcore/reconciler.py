@@ -45,7 +45,7 @@ from incluster_ipam.capi.objects import (
     uid_of,
 )
 from incluster_ipam.kube import ApiError, KubeError, is_already_exists
-from incluster_ipam.kube.errors import is_conflict, is_not_found
+from incluster_ipam.kube.errors import is_conflict, is_not_found, is_refused
 from incluster_ipam.runtime import Fence, NotLeading, Result, Unfenced, send_within
 
 from . import rules
@@ -54,9 +54,6 @@ from .metrics import ClaimMetrics
 from .ports import Caches, Client, Recorder, Resources
 
 log = logging.getLogger(__name__)
-
-#: HTTP statuses after which a create certainly did not happen (anything else may have).
-_DEFINITIVE = frozenset({400, 403, 404, 405, 415, 422})
 
 
 class ClaimReconciler:
@@ -272,7 +269,7 @@ class ClaimReconciler:
         return None
 
     async def _create_failed(self, claim: Obj, pool: PoolRef, exc: ApiError) -> Result | None:
-        if exc.status not in _DEFINITIVE:
+        if not is_refused(exc):  # it may have landed: the reservation must stay
             log.warning("create of IPAddress %s failed with %s; keeping its reservation", key_of(claim), exc)
             raise exc
         await self.backend.abandon(key_of(claim))

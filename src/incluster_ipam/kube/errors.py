@@ -162,3 +162,15 @@ def is_gone(exc: BaseException | None) -> bool:
 def is_invalid(exc: BaseException | None) -> bool:
     err = _api_error(exc)
     return err is not None and err.is_invalid
+
+
+#: Answers after which a write certainly did not take effect and can never succeed as sent: a malformed or
+#: invalid object, a refusal by authorization or an admission webhook, a missing object or an unsupported
+#: method or media type. Anything else (timeouts, 409, 429, 5xx) may have landed or may succeed later.
+REFUSED_STATUSES = frozenset({400, 403, 404, 405, 415, 422})
+
+
+def is_refused(exc: BaseException | None) -> bool:
+    """Whether retrying the same request unchanged is pointless (see `REFUSED_STATUSES`)."""
+    err = _api_error(exc)
+    return err is not None and err.status in REFUSED_STATUSES

@@ -18,6 +18,7 @@ from incluster_ipam.kube import (
     is_invalid,
     is_not_found,
 )
+from incluster_ipam.kube.errors import is_refused
 
 
 def status(code: int, reason: str, message: str = "msg", **extra: object) -> bytes:
@@ -83,3 +84,28 @@ def test_retry_after_from_details() -> None:
 @pytest.mark.parametrize("exc", [None, ValueError("x"), TransportError("down")])
 def test_helpers_are_false_for_anything_else(exc: BaseException | None) -> None:
     assert not any(f(exc) for f in (is_not_found, is_conflict, is_already_exists, is_gone, is_invalid))
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [
+        (400, True),
+        (403, True),
+        (404, True),
+        (405, True),
+        (415, True),
+        (422, True),
+        (409, False),
+        (429, False),
+        (500, False),
+        (503, False),
+        (504, False),
+    ],
+)
+def test_refused_answers_are_those_a_retry_cannot_change(status: int, refused: bool) -> None:
+    assert is_refused(ApiError(status, "Reason", "message", None)) is refused
+
+
+def test_a_non_api_error_is_not_a_refusal() -> None:
+    assert is_refused(TimeoutError()) is False
+    assert is_refused(None) is False
