@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER
-from incluster_ipam.api.timestamps import now_time
+from incluster_ipam.api.timestamps import now_time, parse_time
 from incluster_ipam.capi import contract as c
 from incluster_ipam.capi.objects import (
     CLUSTER_NAME_LABEL,
@@ -54,6 +54,19 @@ from .metrics import ClaimMetrics
 from .ports import Caches, Client, Recorder, Resources
 
 log = logging.getLogger(__name__)
+
+#: Seconds an IPAddress whose claim does not exist is left alone after its creation (a restore may create
+#: it before its claim); older ones that outlived their claims are deleted.
+ORPHAN_GRACE_SECONDS = 15.0
+
+
+def created_at(obj: Mapping[str, Any]) -> float:
+    """POSIX seconds of the object's creationTimestamp; 0 (long ago) when it has none or it is unreadable."""
+    text = obj["metadata"].get("creationTimestamp")
+    try:
+        return parse_time(text) if isinstance(text, str) else 0.0
+    except ValueError:
+        return 0.0
 
 
 class ClaimReconciler:
@@ -165,7 +178,9 @@ class ClaimReconciler:
         finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
         created for it would hold its address forever. Only an IPAddress of the backend's pools, controlled
         by a claim of that name, is deleted, and only when no claim of that name exists that would adopt it.
-        When no IPAddress of that name exists any more, the backend hears so.
+        When no IPAddress of that name exists any more, the backend hears so. A young IPAddress is given
+        `ORPHAN_GRACE_SECONDS` first: a restore (Velero, a hand-made backup) may create the IPAddress a
+        moment before its claim, and the claim then adopts it.
         """
         if not self.backend.holds(key):
             return None
@@ -185,6 +200,9 @@ class ClaimReconciler:
             same_pool = self.backend.pool_key(live) == self.backend.pool_of_address(address)
             if same_pool or not rules.of_an_earlier_incarnation(live, address):
                 return None  # the claim of that name adopts it
+        young = ORPHAN_GRACE_SECONDS - (self._clock() - created_at(address))
+        if young > 0:
+            return Result(requeue_after=young)
         log.info("IPAddress %s outlived its claim; deleting it", key)
         if await self._delete_address(address):
             await self.backend.released(address)
@@ -397,12 +415,18 @@ class ClaimReconciler:
         return result.get("kind") == "Status" or not result.get("metadata", {}).get("finalizers")
 
     async def _live_address(self, namespace: str, name: str) -> Obj | None:
+        """The IPAddress as the apiserver has it now, projected (with its creation time)."""
         try:
-            return project(await self._client.get(self.resources.addresses, name, namespace))
+            live = await self._client.get(self.resources.addresses, name, namespace)
         except ApiError as exc:
             if is_not_found(exc):
                 return None
             raise
+        projected = project(live)
+        created = live["metadata"].get("creationTimestamp")
+        if created is not None:
+            projected["metadata"]["creationTimestamp"] = created
+        return projected
 
     # ---- writes to the claim ------------------------------------------------------------------------------
 

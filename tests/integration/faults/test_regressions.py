@@ -85,7 +85,8 @@ async def test_claim_deleted_around_its_finalizer_patch_leaves_no_address(
         await cluster.claim(ns, "canary", "pool")
         await cluster.wait_all_bound(ns, within=20)
         await eventually(
-            lambda: _gone(cluster.client, ADDRESSES, "gone", ns), 10, "no IPAddress for the deleted claim"
+            # an orphan is deleted once it is older than the grace a restore gets (ORPHAN_GRACE_SECONDS)
+            lambda: _gone(cluster.client, ADDRESSES, "gone", ns), 40, "no IPAddress for the deleted claim"
         )
         await invariants.settle(
             cluster.client, ns, within=10, label=f"claim deleted around its finalizer ({mode})"
@@ -136,7 +137,7 @@ async def test_an_address_whose_claim_vanished_while_no_provider_ran_is_deleted_
     await cluster.client.create(ADDRESSES, address("hand-made", "10.92.0.2", owned=False), ns)
     async with in_process(cluster.client):
         await eventually(
-            lambda: _gone(cluster.client, ADDRESSES, "left-behind", ns), 20, "the orphan to be deleted"
+            lambda: _gone(cluster.client, ADDRESSES, "left-behind", ns), 60, "the orphan to be deleted"
         )
         await cluster.claim(ns, "next", "pool")
         await cluster.wait_all_bound(ns, within=20)

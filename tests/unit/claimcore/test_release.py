@@ -3,14 +3,21 @@ IPAddresses that outlived their claims; plus the checks a backend may ask for.""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER
 from incluster_ipam.capi.objects import CLUSTER_NAME_LABEL
+from incluster_ipam.claimcore.reconciler import ORPHAN_GRACE_SECONDS
 from incluster_ipam.kube import ApiError
 from incluster_ipam.runtime import Result
 
-from .fakes import NOW_TEXT, World, claim_owner, not_found
+from .fakes import NOW, NOW_TEXT, World, claim_owner, not_found
+
+
+def format_time(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -141,6 +148,21 @@ async def test_an_ipaddress_whose_claim_vanished_is_deleted(world: World) -> Non
     assert world.stored_address() is None
     assert world.backend.called("released") == ["ns/c"]
     assert world.backend.called("abandon")[-1] == "ns/c"
+
+
+async def test_a_young_ipaddress_without_its_claim_is_given_time_for_the_claim_to_come(world: World) -> None:
+    """A restore may create the IPAddress a moment before its claim: not an orphan yet."""
+    await bound(world)
+    world.api.objects.pop(("ipaddressclaims", "ns", "c"))
+    address = world.api.objects[("ipaddresses", "ns", "c")]
+    address["metadata"]["creationTimestamp"] = format_time(NOW - 5)
+    result = await world.reconciler.reconcile("ns/c")
+    assert world.stored_address() is not None
+    assert result is not None
+    assert result.requeue_after == pytest.approx(ORPHAN_GRACE_SECONDS - 5)
+    address["metadata"]["creationTimestamp"] = format_time(NOW - ORPHAN_GRACE_SECONDS - 1)
+    await world.reconciler.reconcile("ns/c")
+    assert world.stored_address() is None
 
 
 async def test_an_ipaddress_the_backend_does_not_hold_is_not_looked_at(world: World) -> None:
