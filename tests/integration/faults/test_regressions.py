@@ -86,7 +86,9 @@ async def test_claim_deleted_around_its_finalizer_patch_leaves_no_address(
         await cluster.wait_all_bound(ns, within=20)
         await eventually(
             # an orphan is deleted once it is older than the grace a restore gets (ORPHAN_GRACE_SECONDS)
-            lambda: _gone(cluster.client, ADDRESSES, "gone", ns), 40, "no IPAddress for the deleted claim"
+            lambda: _gone(cluster.client, ADDRESSES, "gone", ns),
+            40,
+            "no IPAddress for the deleted claim",
         )
         await invariants.settle(
             cluster.client, ns, within=10, label=f"claim deleted around its finalizer ({mode})"
