@@ -4,13 +4,14 @@ saved to the file."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from incluster_ipam.capi.contract import PoolRef
 from incluster_ipam.capi.objects import address_text, key_of, uid_of
-from incluster_ipam.claimcore import Allocation, Exhausted
+from incluster_ipam.claimcore import Allocation, Exhausted, Unavailable
 
 from .sheet import FREE, HELD, RESERVED, Row, Sheet
 
@@ -62,16 +63,36 @@ class SpreadsheetBackend:
     def _row_of_claim(self, claim_key: str, *states: str) -> Row | None:
         return next((r for r in self.sheet.rows if r.claim == claim_key and r.state in states), None)
 
-    async def reserve(self, claim_key: str, pool: PoolRef) -> Allocation:
+    async def reserve(self, claim_key: str, pool: PoolRef, requested: str | None = None) -> Allocation:
         row = self._row_of_claim(claim_key, RESERVED)  # a retry after a create of unknown outcome
+        if row is not None and requested is not None and not _same(row.address, requested):
+            await self._free(row)  # it asks for another address now
+            row = None
         if row is None:
-            row = next((r for r in self.sheet.of(pool.key) if r.state == FREE), None)
-            if row is None:
-                self._waiting[pool.key].add(claim_key)
-                raise Exhausted
+            row = self._free_row(claim_key, pool, requested)
             row.state, row.claim = RESERVED, claim_key
             await self.sheet.save()
         return Allocation(row.address, row.prefix, row.gateway)
+
+    def _free_row(self, claim_key: str, pool: PoolRef, requested: str | None) -> Row:
+        rows = self.sheet.of(pool.key)
+        if requested is None:
+            found = next((r for r in rows if r.state == FREE), None)
+            if found is None:
+                self._waiting[pool.key].add(claim_key)
+                raise Exhausted
+            return found
+        try:
+            ipaddress.ip_address(requested.strip())
+        except ValueError:
+            raise Unavailable("is not an IP address") from None
+        found = next((r for r in rows if _same(r.address, requested)), None)
+        if found is None:
+            raise Unavailable(f"is not a row of sheet {pool.key!r}")
+        if found.state != FREE:
+            self._waiting[pool.key].add(claim_key)
+            raise Unavailable("is held by another claim; the claim gets it once its row is free")
+        return found
 
     async def confirm(self, claim_key: str, pool: PoolRef, address: Mapping[str, Any]) -> None:
         row = self._row_of_claim(claim_key, RESERVED)
@@ -141,3 +162,11 @@ class SpreadsheetBackend:
 
     def grace_remaining(self, claim: Mapping[str, Any], pool: PoolRef | None, now: float) -> float:
         return 0.0
+
+
+def _same(address: str, requested: str) -> bool:
+    """One address in two spellings (`fd00::5` and `fd00:0::0005`)."""
+    try:
+        return ipaddress.ip_address(address.strip()) == ipaddress.ip_address(requested.strip())
+    except ValueError:
+        return False

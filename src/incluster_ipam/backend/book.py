@@ -14,6 +14,9 @@ cannot be handed out twice, whatever the informer cache says.
 - An address is held while any IPAddress object or pending claim holds it; it is freed only when the last
   holder goes.
 - Pool specs may change: the allocator is retargeted and out-of-range addresses stay held (never reused).
+- A claim may ask for one exact address (`reserve(claim, requested)`). When another holder has it, the
+  claim queues for it; the moment its last holder goes, the address is reserved for the first claim in
+  that queue, so no plain claim can take it in between.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from dataclasses import dataclass, field
 
 from incluster_ipam.api.constants import PoolFamily, PoolKind
 from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec
-from incluster_ipam.api.specs import compile_spec
+from incluster_ipam.api.specs import compile_spec, ip_core_spec
 from incluster_ipam.ipam import prefix as prefix_pool
 from incluster_ipam.ipam.addresses import AddressError, IPSet, address_value, format_address
 from incluster_ipam.ipam.allocator import Allocator, PoolExhausted
 from incluster_ipam.ipam.pool import PoolCounts
 from incluster_ipam.ipam.prefix import PrefixExhausted
+from incluster_ipam.ipam.request import Requested, ip_refusal, prefix_refusal
 
 #: UIDs of IPAddresses known to be gone, per book; older ones are dropped first.
 TOMBSTONES = 16384
@@ -37,6 +41,18 @@ TOMBSTONES = 16384
 
 class PoolSpecError(Exception):
     """The pool's spec cannot be turned into an allocatable set (webhooks off, or an old object)."""
+
+
+class RequestRefused(Exception):
+    """The pool's spec never hands out the requested address; the message says why."""
+
+
+class RequestTaken(Exception):
+    """The requested address is held by someone else: the claim is queued for it (`holders` says who)."""
+
+    def __init__(self, holders: set[str]) -> None:
+        super().__init__("is in use")
+        self.holders = holders
 
 
 @dataclass(frozen=True)
@@ -130,7 +146,9 @@ class PoolState:
         # IPAddress identity -> (family, value) of an address of the other family, None when unparsable:
         # never allocatable here, but counted in the status (§5.7).
         self._others: dict[str, tuple[str, tuple[int, int] | None]] = {}
-        self.waiting: set[str] = set()  # claim keys waiting for room
+        self.waiting: set[str] = set()  # claim keys waiting for room (or for their requested address)
+        # Claims queued for an address someone else holds, first come first served (insertion order).
+        self._wanted: dict[str, Requested] = {}
         self._allocator: Allocator | None = None
         self._prefix: prefix_pool.PrefixPool | None = None
         self._spec: IPPoolSpec | PrefixPoolSpec = spec
@@ -182,12 +200,12 @@ class PoolState:
     def update_spec(
         self, spec: IPPoolSpec | PrefixPoolSpec, built: IPSet | prefix_pool.PrefixPool | None = None
     ) -> bool:
-        """Apply a changed spec (with its allocatable set when already built); True when the pool may now
-        have room for waiting claims."""
+        """Apply a changed spec (with its allocatable set when already built); True when waiting claims
+        should look again (there may be room, or a requested address may have become allocatable)."""
         if spec == self._spec:
             return False
         self._apply_spec(spec, built)
-        return self.has_room()
+        return self.has_room() or bool(self.waiting)
 
     # ---- holders ----------------------------------------------------------------------------------
 
@@ -211,7 +229,16 @@ class PoolState:
         del self._holders[value]
         if self._allocator is not None:
             self._allocator.release(value)
+        self._hand_over()
         return True
+
+    def _hand_over(self) -> None:
+        """Reserve every queued requested address that is free now for the first claim queued for it (the
+        claim stays in `waiting` until its own `reserve` picks the reservation up)."""
+        for claim_key, requested in list(self._wanted.items()):
+            if claim_key in self._wanted and self._is_free(requested.value):
+                del self._wanted[claim_key]
+                self._take_exactly(claim_key, requested.value)
 
     def _length(self, prefix: int | None) -> int:
         """The length an IPAddress blocks: its own `spec.prefix` in prefix pools (upstream masks each one
@@ -351,19 +378,26 @@ class PoolState:
         assert self._prefix is not None
         return self._prefix.is_allocatable(value, self.prefix_length)
 
-    def reserve(self, claim_key: str) -> Grant:
-        """The lowest free address (or sub-prefix) for `claim_key`, held until confirmed or abandoned.
+    def reserve(self, claim_key: str, requested: Requested | None = None) -> Grant:
+        """The lowest free address (or sub-prefix) for `claim_key`, or exactly `requested`, held until
+        confirmed or abandoned.
 
         A reservation kept across a create of unknown outcome is handed back only while the pool's
-        current spec still allows it; after a shrink (or a new gateway, exclusion, allocation length) it
+        current spec still allows it (and it is the requested address, if one is asked for); otherwise it
         is dropped and a fresh one taken. Raises `PoolExhausted` (and records the claim as waiting) when
-        there is no room.
+        there is no room; for a requested address, `RequestRefused` when the spec rules it out and
+        `RequestTaken` when someone else holds it (the claim is queued for it).
         """
         existing = self._pending.get(claim_key)
         if existing is not None:
-            if self._still_allocatable(existing):
+            if self._still_allocatable(existing) and (requested is None or requested.value == existing):
+                self._wanted.pop(claim_key, None)
+                self.waiting.discard(claim_key)
                 return self._grant(existing)
             self.abandon(claim_key)
+        if requested is not None:
+            return self._reserve_requested(claim_key, requested)
+        self._wanted.pop(claim_key, None)
         try:
             value = self._take()
         except (PoolExhausted, PrefixExhausted):
@@ -373,6 +407,48 @@ class PoolState:
         self._pending[claim_key] = value
         self._holders.setdefault(value, _Holders()).claims.add(claim_key)
         return self._grant(value)
+
+    def refusal(self, requested: Requested) -> str | None:
+        """Why this pool's spec never hands out `requested` (None when it may)."""
+        if self._allocator is not None:
+            fits = requested.length is None or requested.length == self.prefix_length
+            if requested.version == self.version and fits and requested.value in self._allocator.allocatable:
+                return None
+            assert isinstance(self._spec, IPPoolSpec)
+            return ip_refusal(ip_core_spec(self._spec), requested) or "is not allocatable in the pool"
+        assert self._prefix is not None
+        return prefix_refusal(self._prefix, requested)
+
+    def _reserve_requested(self, claim_key: str, requested: Requested) -> Grant:
+        refusal = self.refusal(requested)
+        if refusal is not None:
+            self._wanted.pop(claim_key, None)
+            self.waiting.add(claim_key)  # a spec change may allow it
+            raise RequestRefused(refusal)
+        if not self._is_free(requested.value):
+            if self._wanted.get(claim_key) != requested:
+                self._wanted.pop(claim_key, None)
+                self._wanted[claim_key] = requested  # to the back of the queue only when it asks anew
+            self.waiting.add(claim_key)
+            raise RequestTaken(self.holders_of(format_address(self.version, requested.value)))
+        self._wanted.pop(claim_key, None)
+        self.waiting.discard(claim_key)
+        self._take_exactly(claim_key, requested.value)
+        return self._grant(requested.value)
+
+    def _is_free(self, value: int) -> bool:
+        """Whether nobody holds `value` (IP pools: the address; prefix pools: any of its sub-prefix)."""
+        if self._allocator is not None:
+            return self._allocator.is_free(value)
+        assert self._prefix is not None
+        last = value + (1 << (128 - self.prefix_length)) - 1
+        return not self._prefix.blocked(self._in_use()).overlaps_range(value, last)
+
+    def _take_exactly(self, claim_key: str, value: int) -> None:
+        if self._allocator is not None:
+            self._allocator.reserve(value)
+        self._pending[claim_key] = value
+        self._holders.setdefault(value, _Holders()).claims.add(claim_key)
 
     def _in_use(self) -> list[tuple[int, int]]:
         """Prefix pools: every held sub-prefix with the length it blocks (pending ones at the allocation
@@ -411,6 +487,18 @@ class PoolState:
         if holders is not None:
             holders.claims.discard(claim_key)
         return self._maybe_free(value)
+
+    def withdraw(self, claim_key: str) -> bool:
+        """The claim is gone (or asks elsewhere): no reservation, no place in a queue, not waiting. True
+        when an address became free."""
+        self._wanted.pop(claim_key, None)
+        self.waiting.discard(claim_key)
+        return self.abandon(claim_key)
+
+    def queued_for(self, claim_key: str) -> str | None:
+        """The requested address the claim is queued for, if any."""
+        requested = self._wanted.get(claim_key)
+        return None if requested is None else format_address(self.version, requested.value)
 
     # ---- reporting --------------------------------------------------------------------------------
 

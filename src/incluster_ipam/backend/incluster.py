@@ -34,12 +34,13 @@ from incluster_ipam.capi.objects import (
     split_pool_key,
     uid_of,
 )
-from incluster_ipam.claimcore import Allocation, Exhausted, NotReady
+from incluster_ipam.claimcore import Allocation, Exhausted, NotReady, Unavailable
 from incluster_ipam.ipam.allocator import PoolExhausted
+from incluster_ipam.ipam.request import RequestError, parse_request
 from incluster_ipam.kube import DELETED
 from incluster_ipam.runtime import Informer
 
-from .book import PoolBook, PoolSpecError, PoolState, build_allocatable
+from .book import PoolBook, PoolSpecError, PoolState, RequestRefused, RequestTaken, build_allocatable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,19 @@ _READ_METADATA = ("generation", "deletionTimestamp", "labels", "annotations")
 
 def pool_spec(pool: Mapping[str, Any]) -> IPPoolSpec | PrefixPoolSpec:
     return decode_pool(pool).spec
+
+
+def in_use_by(holders: set[str], claim_key: str) -> str:
+    """ "is in use by ...", naming holders only in the claim's own namespace (never another tenant's)."""
+    namespace = claim_key.partition("/")[0]
+    names = sorted(
+        h.removeprefix("claim:").partition("/")[2]
+        for h in holders
+        if h.removeprefix("claim:").partition("/")[0] == namespace
+    )
+    if names:
+        return f"is in use by {', '.join(names)} in this namespace"
+    return "is in use in another namespace" if holders else "is in use"
 
 
 def differs_only_in_status(old: Obj | None, new: Obj | None) -> bool:
@@ -161,7 +175,7 @@ class InClusterPools:
             return "not found"
         return None
 
-    async def reserve(self, claim_key: str, pool: PoolRef) -> Allocation:
+    async def reserve(self, claim_key: str, pool: PoolRef, requested: str | None = None) -> Allocation:
         try:
             state = self.state(pool.key)
         except PoolSpecError as exc:
@@ -172,9 +186,22 @@ class InClusterPools:
             # Finish what is in flight, start nothing new: the pool is going (finding 16).
             raise NotReady("is being deleted")
         try:
-            grant = state.reserve(claim_key)
+            if requested is None:
+                grant = state.reserve(claim_key)
+            else:
+                grant = state.reserve(claim_key, parse_request(requested))
         except PoolExhausted:
             raise Exhausted from None
+        except RequestError as exc:
+            if state.withdraw(claim_key):  # it asked for another address before: that one is free again
+                self.freed(state)
+            raise Unavailable(str(exc)) from None
+        except RequestRefused as exc:
+            raise Unavailable(f"{exc}: pool {pool.description} never hands it out") from None
+        except RequestTaken as exc:
+            raise Unavailable(
+                f"{in_use_by(exc.holders, claim_key)}; the claim gets it once it is free"
+            ) from None
         self.changed(pool.key)
         return Allocation(grant.address, grant.prefix, grant.gateway)
 
@@ -185,9 +212,8 @@ class InClusterPools:
 
     async def abandon(self, claim_key: str) -> None:
         for state in self.book.states():
-            if state.pending(claim_key) is not None and state.abandon(claim_key):
+            if state.withdraw(claim_key):
                 self.freed(state)
-            state.waiting.discard(claim_key)
 
     def known_address(self, claim_key: str, pool: PoolRef) -> str | None:
         state = self.book.get(pool.key)

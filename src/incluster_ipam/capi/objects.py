@@ -16,10 +16,15 @@ WATCH_FILTER_LABEL = "cluster.x-k8s.io/watch-filter"
 
 Obj = dict[str, Any]
 
+#: Annotations by which a claim asks for one exact address: Metal3 IPAM's key (manifests move between the
+#: two providers unchanged) and our own alias. They must agree when both are set.
+REQUESTED_ADDRESS_ANNOTATIONS = ("ipAddress", "ipam.cluster.x-k8s.io/requested-address")
+
 #: Annotations the provider looks at; all others are dropped from projections.
 _KEPT_ANNOTATIONS = frozenset(
     {
         PAUSED_ANNOTATION,
+        *REQUESTED_ADDRESS_ANNOTATIONS,
         "ipam.cluster.x-k8s.io/skip-validate-delete-webhook",
         "clusterctl.cluster.x-k8s.io/delete-for-move",
     }

@@ -8,12 +8,13 @@ IPAddresses that outlived their claims, the Ready condition in either IPAM contr
 write fencing under leader election. Where addresses come from is a `ClaimBackend` (backend.py): the
 in-cluster pools are one (`incluster_ipam.backend`); `examples/` and `docs/extending.md` show another.
 
-Public surface: `ClaimBackend`, `PoolRef`, `Allocation`, `Exhausted`, `NotReady`, `ClaimReconciler`,
+Public surface: `ClaimBackend`, `PoolRef`, `Allocation`, `Exhausted`, `NotReady`, `Unavailable`,
+`ClaimReconciler`,
 `ClaimMetrics`, the ports it is given (`Caches`, `Client`, `Recorder`, `Resources`), `discover` and
 `Served`.
 """
 
-from .backend import Allocation, ClaimBackend, Exhausted, NotReady, PoolRef
+from .backend import Allocation, ClaimBackend, Exhausted, NotReady, PoolRef, Unavailable
 from .discovery import Served, discover
 from .metrics import ClaimMetrics
 from .ports import Cache, Caches, Client, Recorder, Resources
@@ -33,5 +34,6 @@ __all__ = [
     "Recorder",
     "Resources",
     "Served",
+    "Unavailable",
     "discover",
 ]

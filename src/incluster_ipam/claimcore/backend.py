@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from incluster_ipam.capi.contract import PoolRef
 
-__all__ = ["Allocation", "ClaimBackend", "Exhausted", "NotReady", "PoolRef"]
+__all__ = ["Allocation", "ClaimBackend", "Exhausted", "NotReady", "PoolRef", "Unavailable"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class Allocation:
 
 class Exhausted(Exception):
     """No room in the pool. The claim waits; the backend calls its `wake` for it when room appears."""
+
+
+class Unavailable(Exception):
+    """The requested address cannot be had now; the message says why, worded to follow "requested address
+    X". The claim waits; the backend calls its `wake` for it when that may change (the address is freed
+    and reserved for it, or the pool's spec changes)."""
 
 
 class NotReady(Exception):
@@ -67,8 +73,10 @@ class ClaimBackend(Protocol):
         None when it can. Checked before anything else of a binding."""
         ...
 
-    async def reserve(self, claim_key: str, pool: PoolRef) -> Allocation:
-        """An address for the claim (idempotent per claim key); raises `Exhausted` or `NotReady`."""
+    async def reserve(self, claim_key: str, pool: PoolRef, requested: str | None = None) -> Allocation:
+        """An address for the claim (idempotent per claim key): exactly `requested` when the claim asks for
+        one (the annotation's text, any spelling), the backend's choice otherwise. Raises `Exhausted`,
+        `Unavailable` (a requested address) or `NotReady`."""
         ...
 
     async def confirm(self, claim_key: str, pool: PoolRef, address: Mapping[str, Any]) -> None:

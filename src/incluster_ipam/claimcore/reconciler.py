@@ -49,7 +49,7 @@ from incluster_ipam.kube.errors import is_conflict, is_not_found, is_refused
 from incluster_ipam.runtime import Fence, NotLeading, Result, Unfenced, send_within
 
 from . import rules
-from .backend import ClaimBackend, Exhausted, NotReady, PoolRef
+from .backend import ClaimBackend, Exhausted, NotReady, PoolRef, Unavailable
 from .metrics import ClaimMetrics
 from .ports import Caches, Client, Recorder, Resources
 
@@ -230,17 +230,28 @@ class ClaimReconciler:
                 claim, c.ReadyState(False, c.POOL_NOT_READY, f"pool {pool.description} {problem}")
             )
             return None
+        conflict: str | None = None
+        try:
+            request = rules.address_request(claim)
+        except rules.ConflictingRequest as exc:
+            request, conflict = None, str(exc)
         existing = self._caches.addresses.get(key)
         known = self.backend.known_address(key, pool) if existing is None else None
         if known is not None:
             # We created it a moment ago and the cache has not caught up: never reserve a second address.
-            await self._set_ready(claim, rules.bound(known, pool), address_name=name_of(claim))
+            await self._set_ready(claim, rules.bound(known, pool, request), address_name=name_of(claim))
             return None
         if existing is not None:
-            return await self._adopt(claim, pool, existing)
+            return await self._adopt(claim, pool, existing, request)
+        if conflict is not None:
+            await self.backend.abandon(key)
+            return await self._request_failed(claim, conflict)
         started = time.perf_counter()
         try:
-            grant = await self.backend.reserve(key, pool)
+            grant = await self.backend.reserve(key, pool, request.text if request is not None else None)
+        except Unavailable as exc:
+            assert request is not None
+            return await self._request_failed(claim, f"{request.describe()} {exc}")
         except Exhausted:
             message = f"pool {pool.description} has no free address"
             if await self._set_ready(claim, c.ReadyState(False, c.POOL_EXHAUSTED, message)):
@@ -269,7 +280,7 @@ class ClaimReconciler:
             if existing is None:
                 raise  # deleted in between: retry with backoff
             await self.backend.abandon(key)
-            return await self._adopt(claim, pool, existing)
+            return await self._adopt(claim, pool, existing, request)
         except KubeError as exc:
             log.warning(
                 "create of IPAddress %s has an unknown outcome (%s); keeping its reservation", key, exc
@@ -283,7 +294,14 @@ class ClaimReconciler:
             c.ADDRESS_ALLOCATED,
             f"allocated {grant.address}/{grant.prefix} from pool {pool.description}",
         )
-        await self._set_ready(claim, rules.bound(grant.address, pool), address_name=name_of(created))
+        await self._set_ready(claim, rules.bound(grant.address, pool, request), address_name=name_of(created))
+        return None
+
+    async def _request_failed(self, claim: Obj, message: str) -> Result | None:
+        """The requested address cannot be had: say why (condition and Event) and wait to be woken."""
+        self._metrics.failures.labels(reason=c.ALLOCATION_FAILED).inc()
+        if await self._set_ready(claim, c.ReadyState(False, c.ALLOCATION_FAILED, message)):
+            self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
         return None
 
     async def _create_failed(self, claim: Obj, pool: PoolRef, exc: ApiError) -> Result | None:
@@ -297,7 +315,9 @@ class ClaimReconciler:
             self._recorder.warning(claim, c.ALLOCATION_FAILED, message)
         raise exc
 
-    async def _adopt(self, claim: Obj, pool: PoolRef, address: Obj) -> Result | None:
+    async def _adopt(
+        self, claim: Obj, pool: PoolRef, address: Obj, request: rules.AddressRequest | None = None
+    ) -> Result | None:
         """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
         # A reservation kept for it (a create whose answer was lost, that landed after all) has served its
         # purpose, or will not be used while the IPAddress stands.
@@ -351,7 +371,7 @@ class ClaimReconciler:
                 raise
         if is_deleting(address):
             log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
-        await self._set_ready(claim, rules.bound(text, pool), address_name=name_of(address))
+        await self._set_ready(claim, rules.bound(text, pool, request), address_name=name_of(address))
         return None
 
     # ---- release ----------------------------------------------------------------------------------------

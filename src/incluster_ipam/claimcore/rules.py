@@ -1,11 +1,13 @@
 """The claim lifecycle's rules about which IPAddress belongs to which claim, pure: who controls an
 IPAddress, whether a claim may adopt one of its name, whether a release may delete one, and the patch that
-makes an adopted IPAddress the claim's (owner references, finalizer, cluster label). The reconciler
-(`reconciler.py`) applies them; each is unit-tested on its own."""
+makes an adopted IPAddress the claim's (owner references, finalizer, cluster label), which exact address a
+claim asks for, and the words of its Ready condition. The reconciler (`reconciler.py`) applies them; each
+is unit-tested on its own."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from incluster_ipam.api.constants import ADDRESS_FINALIZER, GROUP
@@ -13,6 +15,7 @@ from incluster_ipam.capi import contract as c
 from incluster_ipam.capi.contract import PoolRef
 from incluster_ipam.capi.objects import (
     CLUSTER_NAME_LABEL,
+    REQUESTED_ADDRESS_ANNOTATIONS,
     Obj,
     finalizers_of,
     is_deleting,
@@ -20,6 +23,7 @@ from incluster_ipam.capi.objects import (
     name_of,
     namespace_of,
 )
+from incluster_ipam.ipam.request import RequestError, parse_request
 
 
 def claim_ref_name(address: Mapping[str, Any]) -> object:
@@ -152,8 +156,53 @@ def adoption_patch(
     return {"metadata": patch_meta} if changed else None
 
 
-def bound(address: str, pool: PoolRef) -> c.ReadyState:
-    """The Ready condition of a bound claim."""
-    return c.ReadyState(
-        True, c.ADDRESS_ALLOCATED, f"address {address} allocated from pool {pool.description}"
-    )
+@dataclass(frozen=True)
+class AddressRequest:
+    """The exact address a claim asks for: the annotation that says so and its text (as written)."""
+
+    annotation: str
+    text: str
+
+    def describe(self) -> str:
+        """ "requested address X (A annotation)", to start a message."""
+        return f"requested address {self.text.strip()} ({self.annotation} annotation)"
+
+
+class ConflictingRequest(ValueError):
+    """Both request annotations are set and ask for different addresses; the message names both."""
+
+
+def _canonical(text: str) -> str:
+    try:
+        return parse_request(text).text()
+    except RequestError:
+        return text.strip()
+
+
+def address_request(claim: Mapping[str, Any]) -> AddressRequest | None:
+    """The address the claim asks for by annotation (`REQUESTED_ADDRESS_ANNOTATIONS`), or None. Raises
+    `ConflictingRequest` when both annotations are set to different addresses (spellings may differ)."""
+    annotations = claim["metadata"].get("annotations") or {}
+    found = [
+        AddressRequest(key, annotations[key])
+        for key in REQUESTED_ADDRESS_ANNOTATIONS
+        if isinstance(annotations.get(key), str)
+    ]
+    if not found:
+        return None
+    if len({_canonical(r.text) for r in found}) > 1:
+        asked = " and ".join(f"{r.annotation}={r.text!r}" for r in found)
+        raise ConflictingRequest(f"the annotations {asked} ask for different addresses; keep one of them")
+    return found[0]
+
+
+def bound(address: str, pool: PoolRef, request: AddressRequest | None = None) -> c.ReadyState:
+    """The Ready condition of a bound claim; it says so when the claim now asks for another address (a
+    bound claim keeps its address: changing the annotation afterwards changes nothing)."""
+    message = f"address {address} allocated from pool {pool.description}"
+    if request is not None and _canonical(request.text) != _canonical(address):
+        message += (
+            f"; the {request.describe()} is ignored: a bound claim keeps its address "
+            "(delete and re-create the claim to change it)"
+        )
+    return c.ReadyState(True, c.ADDRESS_ALLOCATED, message)

@@ -31,6 +31,7 @@ from incluster_ipam.claimcore import (
     NotReady,
     PoolRef,
     Resources,
+    Unavailable,
 )
 from incluster_ipam.kube import ApiError, Resource
 from incluster_ipam.runtime import Fence
@@ -257,6 +258,7 @@ class FakeBackend:
         self.held: dict[str, tuple[str, str, str | None]] = {}  # IPAddress key -> (pool key, address, uid)
         self.check: set[str] = set()
         self.calls: list[tuple[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []  # (claim key, requested address) as reserve saw them
 
     def add_pool(self, name: str, free: list[str], *, namespace: str = "ns", **knobs: Any) -> Pool:
         ref = PoolRef(
@@ -307,13 +309,22 @@ class FakeBackend:
     def unusable(self, pool: PoolRef) -> str | None:
         return self.pools[pool.key].problem
 
-    async def reserve(self, claim_key: str, pool: PoolRef) -> Allocation:
+    async def reserve(self, claim_key: str, pool: PoolRef, requested: str | None = None) -> Allocation:
         self.calls.append(("reserve", claim_key))
+        if requested is not None:
+            self.requests.append((claim_key, requested))
         state = self.pools[pool.key]
         if state.not_ready:
             raise NotReady(state.not_ready)
         if claim_key in self.reserved:
             return Allocation(self.reserved[claim_key][1], state.prefix, state.gateway)
+        if requested is not None:
+            if requested not in state.free:
+                taken = any(held[1] == requested for held in [*self.held.values(), *self.reserved.values()])
+                raise Unavailable("is in use" if taken else "is outside the pool")
+            state.free.remove(requested)
+            self.reserved[claim_key] = (pool.key, requested)
+            return Allocation(requested, state.prefix, state.gateway)
         if not state.free:
             raise Exhausted
         address = state.free.pop(0)
