@@ -131,14 +131,18 @@ class InClusterPools:
         return self.verdicts.get(pool_key)
 
     def _judged(self, pool_key: str, verdict: SpecVerdict) -> None:
-        """Record a verdict (and mark the pool for a status write) unless the cache holds a newer spec by
-        now: the event that brought it is judged next."""
+        """Record a verdict (mark the pool for a status write; wake its claims once its spec is fixed)
+        unless the cache holds a newer spec by now: the event that brought it is judged next."""
         cached = self.pool_object(pool_key)
         if cached is not None and generation_of(cached) != verdict.generation:
             return
-        if self.verdicts.get(pool_key) != verdict:
+        previous = self.verdicts.get(pool_key)
+        if previous != verdict:
             self.verdicts[pool_key] = verdict
             self.changed(pool_key)
+            if previous is not None and previous.problem is not None and verdict.problem is None:
+                # Its spec was fixed: claims told the pool is not ready have no retry pending.
+                self._wake_all(pool_key)
 
     def seed(self, pool_key: str) -> list[Seed]:
         """What a pool's state starts from: its IPAddresses in the cache, plus takeover entries that

@@ -26,11 +26,16 @@ async def settled(
 ) -> dict[str, Any]:
     """The pool once its conditions pass `check` (the provider writes status asynchronously)."""
 
+    seen: list[Any] = [None]
+
     async def probe() -> dict[str, Any] | None:
-        pool = await h.get(resource, name, namespace)
+        pool = seen[0] = await h.get(resource, name, namespace)
         return pool if pool is not None and check(conditions_of(pool)) else None
 
-    return await eventually(probe, 20, f"{resource.kind} {namespace}/{name}: {what}")
+    try:
+        return await eventually(probe, 20, f"{resource.kind} {namespace}/{name}: {what}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the pool's status: {(seen[0] or {}).get('status')}") from None
 
 
 def status_is(ready: str, available: str, generation: int | None = None) -> Check:

@@ -73,12 +73,13 @@ def pool(name: str, generation: int, **spec: Any) -> dict[str, Any]:
 class World:
     def __init__(self) -> None:
         self.cache = Cache()
+        self.woken: list[str] = []
         self.addresses = Cache({BY_POOL: index_by_pool_of_address})
         self.pools = InClusterPools(
             addresses=self.addresses,  # type: ignore[arg-type]
             pools={"InClusterIPPool": self.cache},  # type: ignore[dict-item]
-            wake=lambda _key: None,
-            claims_of=lambda _key: set(),
+            wake=self.woken.append,
+            claims_of=lambda _key: {"ns/waiting"},
         )
         self.pools.live = self.pools.leading = True
         self.api = Api(self.cache)
@@ -212,3 +213,13 @@ async def test_a_pool_is_marked_again_once_its_new_spec_is_judged(world: World) 
     await world.put(pool("p", 2, addresses=["10.0.0.1-10.0.0.2"], prefix=24))
     assert seen[0] == 1
     assert seen[-1] == 2
+
+
+async def test_fixing_a_spec_wakes_the_claims_told_the_pool_is_not_ready(world: World) -> None:
+    await world.put(pool("p", 1, addresses=["10.0.0.300"], prefix=24))
+    world.woken.clear()
+    await world.put(pool("p", 2, addresses=["10.0.0.1"], prefix=24))
+    assert world.woken == ["ns/waiting"]
+    world.woken.clear()
+    await world.put(pool("p", 3, addresses=["10.0.0.1"], prefix=24, gateway="10.0.0.254"))
+    assert world.woken == []  # usable before and after, no more room: nobody to wake
