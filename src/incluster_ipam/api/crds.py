@@ -40,6 +40,65 @@ def _integer(description: str, **limits: int) -> Schema:
     return {"description": description, "type": "integer", **limits}
 
 
+#: metav1.Condition's `reason` and `type` syntax, as the apiserver checks them for every Kubernetes type.
+_REASON_PATTERN = "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+_TYPE_PATTERN = (
+    "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+
+
+def _conditions() -> Schema:
+    """`status.conditions`: metav1.Condition items keyed by type (Cluster API allows at most 32)."""
+    fields = {
+        "lastTransitionTime": {
+            "description": "When the status last changed.",
+            "format": "date-time",
+            "type": "string",
+        },
+        "message": {
+            "description": "What the condition means for this pool, in words.",
+            "maxLength": 32768,
+            "type": "string",
+        },
+        "observedGeneration": {
+            **_integer("The metadata.generation the condition was judged from.", minimum=0),
+            "format": "int64",
+        },
+        "reason": {
+            "description": "Why the condition has its status, in CamelCase.",
+            "maxLength": 1024,
+            "minLength": 1,
+            "pattern": _REASON_PATTERN,
+            "type": "string",
+        },
+        "status": {
+            "description": "True, False or Unknown.",
+            "enum": ["True", "False", "Unknown"],
+            "type": "string",
+        },
+        "type": {
+            "description": "What the condition is about.",
+            "maxLength": 316,
+            "pattern": _TYPE_PATTERN,
+            "type": "string",
+        },
+    }
+    return {
+        "description": "Ready (the provider can use the spec), Available (an address is free to hand out).",
+        "items": {
+            "description": "One observation of the pool's state.",
+            "properties": fields,
+            "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+            "type": "object",
+        },
+        "maxItems": 32,
+        "type": "array",
+        "x-kubernetes-list-map-keys": ["type"],
+        "x-kubernetes-list-type": "map",
+    }
+
+
 def _status(unit: str) -> Schema:
     counts = {
         "free": _integer(f"Allocatable {unit} not in use. Capped at 2^63-1."),
@@ -52,12 +111,13 @@ def _status(unit: str) -> Schema:
     return {
         "description": "Observed state of the pool.",
         "properties": {
+            "conditions": _conditions(),
             "ipAddresses": {
                 "description": f"Counts of the pool's {unit}.",
                 "properties": counts,
                 "required": ["free", "outOfRange", "total", "used"],
                 "type": "object",
-            }
+            },
         },
         "type": "object",
     }
@@ -160,8 +220,17 @@ def _count_columns(unit: str) -> list[Schema]:
     ]
 
 
+def _condition_columns() -> list[Schema]:
+    return [
+        _column("Ready", '.status.conditions[?(@.type=="Ready")].status', "string", "The spec can be used"),
+        _column(
+            "Available", '.status.conditions[?(@.type=="Available")].status', "string", "Has a free address"
+        ),
+    ]
+
+
 def _version(name: str, *, storage: bool, columns: list[Schema], schema: Schema) -> Schema:
-    version: Schema = {"additionalPrinterColumns": columns}
+    version: Schema = {"additionalPrinterColumns": [*columns, *_condition_columns()]}
     if not storage:
         version["deprecated"] = True
     version.update(

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from incluster_ipam.api.conditions import SpecVerdict, unusable_message
 from incluster_ipam.api.constants import PoolFamily
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, PrefixPoolSpec, decode_pool
 from incluster_ipam.api.timestamps import parse_time
@@ -65,6 +66,11 @@ def in_use_by(holders: set[str], claim_key: str) -> str:
     return "is in use in another namespace" if holders else "is in use"
 
 
+def generation_of(obj: Mapping[str, Any]) -> int:
+    generation = obj["metadata"].get("generation")
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+
+
 def differs_only_in_status(old: Obj | None, new: Obj | None) -> bool:
     """An update that changed nothing read outside status (finalizers are compared by callers)."""
     if old is None or new is None or old.get("spec") != new.get("spec"):
@@ -95,6 +101,8 @@ class InClusterPools:
         self.verify: set[str] = set()
         #: Takeover entries of pools that have no state yet, by pool key.
         self.unplaced: dict[str, list[Seed]] = {}
+        #: What was last made of each pool's spec, for its conditions (by pool key).
+        self.verdicts: dict[str, SpecVerdict] = {}
 
     # ---- pools -----------------------------------------------------------------------------------------
 
@@ -131,6 +139,25 @@ class InClusterPools:
             deleting=is_deleting(obj),
         )
 
+    def verdict(self, pool_key: str) -> SpecVerdict | None:
+        """Whether the pool's spec of which generation is in use, or why it cannot be used; None while no
+        spec of it has been looked at."""
+        return self.verdicts.get(pool_key)
+
+    def _judged(self, pool_key: str, verdict: SpecVerdict) -> None:
+        """Record a verdict (mark the pool for a status write; wake its claims once its spec is fixed)
+        unless the cache holds a newer spec by now: the event that brought it is judged next."""
+        cached = self.pool_object(pool_key)
+        if cached is not None and generation_of(cached) != verdict.generation:
+            return
+        previous = self.verdicts.get(pool_key)
+        if previous != verdict:
+            self.verdicts[pool_key] = verdict
+            self.changed(pool_key)
+            if previous is not None and previous.problem is not None and verdict.problem is None:
+                # Its spec was fixed: claims told the pool is not ready have no retry pending.
+                self._wake_all(pool_key)
+
     def seed(self, pool_key: str) -> list[Seed]:
         """What a pool's state starts from: its IPAddresses in the cache, plus takeover entries that
         arrived before the pool was known."""
@@ -151,11 +178,16 @@ class InClusterPools:
         if obj is None:
             raise LookupError(pool_key)
         kind, _, _ = split_pool_key(pool_key)
+        spec: IPPoolSpec | PrefixPoolSpec | None = None
         try:
             spec = pool_spec(obj)
-        except DecodeError as exc:
+            state, _ = self.book.upsert(pool_key, kind, spec, self.seed(pool_key))
+        except (DecodeError, PoolSpecError) as exc:
+            self._judged(pool_key, SpecVerdict(generation_of(obj), unusable_message(spec, str(exc))))
+            if isinstance(exc, PoolSpecError):
+                raise
             raise PoolSpecError(str(exc)) from exc
-        state, _ = self.book.upsert(pool_key, kind, spec, self.seed(pool_key))
+        self._judged(pool_key, SpecVerdict(generation_of(obj)))
         return state
 
     def freed(self, state: PoolState) -> None:
@@ -327,6 +359,7 @@ class InClusterPools:
             return
         if event == DELETED:
             self.book.remove(pool_key)  # kept while reservations are in flight: a re-created pool goes on
+            self.verdicts.pop(pool_key, None)
             self._wake_all(pool_key)
             return
         assert new is not None
@@ -350,9 +383,12 @@ class InClusterPools:
         state = self.book.get(pool_key)
         if state is None and not create:
             return
+        generation = generation_of(pool)
+        spec: IPPoolSpec | PrefixPoolSpec | None = None
         try:
             spec = pool_spec(pool)
             if state is not None and state.spec == spec:
+                self._judged(pool_key, SpecVerdict(generation))
                 return
             built = await asyncio.to_thread(build_allocatable, spec)
             state = self.book.get(pool_key)  # the book may have changed while the set was built
@@ -361,5 +397,9 @@ class InClusterPools:
                 self.book.upsert(pool_key, kind, spec, self.seed(pool_key), built)
             elif state.update_spec(spec, built):
                 self.freed(state)
+            self._judged(pool_key, SpecVerdict(generation))
         except (PoolSpecError, DecodeError) as exc:
             log.warning("pool %s: %s", pool_key, exc)
+            # The field errors cost time linear in the spec's entries, like the set that failed to build.
+            problem = await asyncio.to_thread(unusable_message, spec, str(exc))
+            self._judged(pool_key, SpecVerdict(generation, problem))

@@ -3,7 +3,9 @@
 Every change to a pool's allocation state marks the pool dirty; one writer task flushes dirty pools at most
 every `interval` seconds, a few at a time, so a burst of allocations costs a few status writes, not one per
 claim. Counts come from the book (never created here: a pool without a state has an invalid spec), so
-`free` is honest (allocatable and not in use; never negative).
+`free` is honest (allocatable and not in use; never negative). The `Ready` and `Available` conditions
+(`api.conditions`) come from what the backend made of the spec and from the same counts, in the same patch,
+which is sent only when the counts or a condition changed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from incluster_ipam.api.conditions import pool_conditions
 from incluster_ipam.api.constants import POOL_FINALIZER
+from incluster_ipam.api.timestamps import now_time
 from incluster_ipam.capi.objects import (
     BY_POOL,
     Obj,
@@ -70,7 +74,8 @@ class PoolMetrics:
 
 
 class PoolStatusWriter:
-    """Keeps `status.ipAddresses` and the ProtectPool finalizer of every pool up to date."""
+    """Keeps `status.ipAddresses`, `status.conditions` and the ProtectPool finalizer of every pool up to
+    date."""
 
     def __init__(
         self,
@@ -139,13 +144,23 @@ class PoolStatusWriter:
                 # planted by hand); the status (a subresource, not validated) must still be written.
                 log.warning("pool %s: cannot add finalizer %s: %s", pool_key, POOL_FINALIZER, exc)
         state = self._pools.book.get(pool_key)
-        if state is None:
-            return  # no state: its spec cannot be used (logged when it was applied)
-        counts = state.counts()
-        status = counts.status()
-        self._metrics.set((kind.kind, namespace_of(pool), name_of(pool)), counts)
-        if (pool.get("status") or {}).get("ipAddresses") != status:
-            await self._patch(resource, pool, {"status": {"ipAddresses": status}}, subresource="status")
+        verdict = self._pools.verdict(pool_key)
+        current = pool.get("status") or {}
+        patch: Obj = {}
+        counts = state.counts() if state is not None else None  # none: no spec of it could be used yet
+        if counts is not None:
+            self._metrics.set((kind.kind, namespace_of(pool), name_of(pool)), counts)
+            if current.get("ipAddresses") != counts.status():
+                patch["ipAddresses"] = counts.status()
+        if verdict is not None:
+            previous = current.get("conditions")
+            conditions = pool_conditions(
+                previous if isinstance(previous, list) else [], verdict, counts, kind.family, now_time()
+            )
+            if conditions != previous:
+                patch["conditions"] = conditions
+        if patch:
+            await self._patch(resource, pool, {"status": patch}, subresource="status")
 
     async def _finish_deletion(self, pool_key: str, pool: Obj, resource: Resource) -> None:
         """Drop the finalizer once no IPAddress references the pool and no reservation of it is still in

@@ -88,7 +88,7 @@ async def build_book(pools: InClusterPools, listed: list[Listed]) -> None:
     """A new book for `pools`, from the pool caches (built off the loop, one pool at a time) and `listed`;
     marks what must be checked. The book follows the informers from the start."""
     pools.book = PoolBook()
-    pools.unplaced, pools.verify = {}, set()
+    pools.unplaced, pools.verify, pools.verdicts = {}, set(), {}
     pools.live = True
     by_pool: dict[str, list[Seed]] = defaultdict(list)
     for entry in listed:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from incluster_ipam.api.constants import CONVERSION_DATA_ANNOTATION, PoolKind
-from tests.integration.webhooks.conftest import Webhooks, pool_body, pool_kind
+from tests.integration.webhooks.conftest import Webhooks, pool_body, pool_kind, pool_path
 
 IP_KINDS = [pool_kind("InClusterIPPool"), pool_kind("GlobalInClusterIPPool")]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -73,6 +73,63 @@ async def test_v1alpha2_only_fields_survive_an_update_through_v1alpha1(
     assert CONVERSION_DATA_ANNOTATION not in (hub.body["metadata"].get("annotations") or {})
 
 
+CONDITIONS = [
+    {
+        "type": "Ready",
+        "status": "False",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-12-01T10:00:00Z",
+        "reason": "InvalidSpec",
+        "message": "spec.addresses: why",
+    },
+    {
+        "type": "Available",
+        "status": "False",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-12-01T10:00:00Z",
+        "reason": "PoolNotReady",
+        "message": "none",
+    },
+]
+
+
+@pytest.mark.parametrize("kind", IP_KINDS, ids=lambda k: k.kind)
+async def test_status_conditions_survive_reads_and_writes_through_v1alpha1(
+    hooks: Webhooks, namespace: str, kind: PoolKind
+) -> None:
+    """Both versions carry status.conditions: a round trip through the deprecated version keeps them, and
+    status written through it reads back the same in the hub."""
+    name = hooks.global_name("conditions")
+    if not kind.namespaced:
+        hooks.track(kind, name)
+    spec = {"subnet": "10.21.0.0/24"}
+    created = await hooks.api.create(pool_body(kind, name, spec, namespace=namespace, version="v1alpha1"))
+    assert created.status == 201, created.body
+    ns = where(kind, namespace)
+    status_path = pool_path(kind, "v1alpha2", ns, name) + "/status"
+    written = await hooks.api.call(
+        "PATCH",
+        status_path,
+        {"status": {"conditions": CONDITIONS}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert written.status == 200, written.body
+    old = await hooks.api.get(kind, name, ns, version="v1alpha1")
+    assert old.body["status"]["conditions"] == CONDITIONS
+    # an old client's read-modify-write of the main resource, then of the status
+    relabelled = {**old.body, "metadata": {**old.body["metadata"], "labels": {"edited": "yes"}}}
+    assert (await hooks.api.replace(relabelled)).status == 200
+    hub = await hooks.api.get(kind, name, ns)
+    assert hub.body["status"]["conditions"] == CONDITIONS
+    flipped = [{**CONDITIONS[0], "status": "True", "reason": "SpecInUse"}, CONDITIONS[1]]
+    old = await hooks.api.get(kind, name, ns, version="v1alpha1")
+    body = {**old.body, "status": {**old.body["status"], "conditions": flipped}}
+    put = await hooks.api.call("PUT", pool_path(kind, "v1alpha1", ns, name) + "/status", body)
+    assert put.status == 200, put.body
+    hub = await hooks.api.get(kind, name, ns)
+    assert hub.body["status"]["conditions"] == flipped
+
+
 async def table(
     hooks: Webhooks, kind: PoolKind, namespace: str, version: str
 ) -> tuple[list[str], dict[str, list[Any]]]:
@@ -98,15 +155,26 @@ async def test_ip_pool_printer_columns(hooks: Webhooks, namespace: str, kind: Po
     assert created.status == 201, created.body
 
     columns, rows = await table(hooks, kind, namespace, "v1alpha2")
-    assert columns == ["Name", "Addresses", "Total", "Free", "Used"]
+    assert columns == ["Name", "Addresses", "Total", "Free", "Used", "Ready", "Available"]
     assert rows[name][:2] == [name, '["10.30.0.10-10.30.0.20"]']
 
     columns, rows = await table(hooks, kind, namespace, "v1alpha1")
     if kind.namespaced:
-        assert columns == ["Name", "Subnet", "First", "Last", "Addresses", "Total", "Free", "Used"]
+        assert columns == [
+            "Name",
+            "Subnet",
+            "First",
+            "Last",
+            "Addresses",
+            "Total",
+            "Free",
+            "Used",
+            "Ready",
+            "Available",
+        ]
         assert rows[name][:5] == [name, "10.30.0.0/24", "10.30.0.10", "10.30.0.20", None]
     else:
-        assert columns == ["Name", "Subnet", "First", "Last", "Total", "Free", "Used"]
+        assert columns == ["Name", "Subnet", "First", "Last", "Total", "Free", "Used", "Ready", "Available"]
         assert rows[name][:4] == [name, "10.30.0.0/24", "10.30.0.10", "10.30.0.20"]
 
 
@@ -123,5 +191,5 @@ async def test_prefix_pool_printer_columns(hooks: Webhooks, namespace: str, kind
     )
     assert created.status == 201, created.body
     columns, rows = await table(hooks, kind, namespace, "v1alpha2")
-    assert columns == ["Name", "Prefixes", "Total", "Free", "Used"]
+    assert columns == ["Name", "Prefixes", "Total", "Free", "Used", "Ready", "Available"]
     assert rows[name][:2] == [name, f'["{net}::/48"]']

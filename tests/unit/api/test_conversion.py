@@ -91,6 +91,35 @@ def test_up_keeps_metadata_status_and_stores_the_v1alpha1_spec(kind: str) -> Non
     assert source["apiVersion"] == API_VERSION_V1ALPHA1  # the input is not modified
 
 
+CONDITIONS = [
+    {
+        "type": "Ready",
+        "status": "False",
+        "observedGeneration": 4,
+        "lastTransitionTime": "2026-12-01T10:00:00Z",
+        "reason": "InvalidSpec",
+        "message": "spec.addresses: bad",
+    },
+    {"type": "example.com/Other", "status": "True", "lastTransitionTime": "t", "reason": "R", "message": ""},
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_conditions_pass_through_both_ways_unchanged(kind: str) -> None:
+    """Both versions carry status.conditions (same schema), so, like status.ipAddresses, they are copied."""
+    source = obj(
+        kind, API_VERSION_V1ALPHA2, {"addresses": ["10.0.0.1"], "prefix": 24, "excludedAddresses": []}
+    )
+    source["status"]["conditions"] = CONDITIONS
+    down = convert(source, API_VERSION_V1ALPHA1)
+    assert down["status"] == source["status"]
+    back = convert(down, API_VERSION_V1ALPHA2)
+    assert back["status"] == source["status"]
+    old = obj(kind, API_VERSION_V1ALPHA1, {"subnet": "10.0.0.0/30"})
+    old["status"]["conditions"] = CONDITIONS
+    assert convert(convert(old, API_VERSION_V1ALPHA2), API_VERSION_V1ALPHA1)["status"] == old["status"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_down_drops_new_fields_into_the_annotation(kind: str) -> None:
     hub_spec = {

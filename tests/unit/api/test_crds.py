@@ -81,7 +81,7 @@ def test_ip_pool_constraints_and_columns() -> None:
         assert columns["Last"] == ".spec.end"
         assert ("Addresses" in columns) == kind.namespaced
         v2_columns = [c["name"] for c in _version(document, "v1alpha2")["additionalPrinterColumns"]]
-        assert v2_columns == ["Addresses", "Total", "Free", "Used"]
+        assert v2_columns == ["Addresses", "Total", "Free", "Used", "Ready", "Available"]
 
 
 def test_prefix_pool_constraints() -> None:
@@ -91,7 +91,28 @@ def test_prefix_pool_constraints() -> None:
         length = spec["properties"]["allocationPrefixLength"]
         assert (length["default"], length["minimum"], length["maximum"]) == (64, 1, 128)
         columns = [c["name"] for c in _version(crd(kind), "v1alpha2")["additionalPrinterColumns"]]
-        assert columns == ["Prefixes", "Total", "Free", "Used"]
+        assert columns == ["Prefixes", "Total", "Free", "Used", "Ready", "Available"]
+
+
+@pytest.mark.parametrize("kind", POOL_KINDS, ids=lambda k: k.kind)
+def test_every_version_has_metav1_conditions_and_their_columns(kind: Any) -> None:
+    """Both IP-pool versions carry the same conditions, so conversion passes them through unchanged."""
+    for version in crd(kind)["spec"]["versions"]:
+        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+        conditions = status["conditions"]
+        assert conditions["type"] == "array"
+        assert conditions["x-kubernetes-list-type"] == "map"
+        assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+        assert conditions["maxItems"] == 32
+        item = conditions["items"]
+        assert item["required"] == ["lastTransitionTime", "message", "reason", "status", "type"]
+        assert item["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+        assert item["properties"]["observedGeneration"]["minimum"] == 0
+        assert item["properties"]["lastTransitionTime"]["format"] == "date-time"
+        columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+        assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+        assert columns["Available"]["jsonPath"] == '.status.conditions[?(@.type=="Available")].status'
+        assert [c["name"] for c in version["additionalPrinterColumns"]][-2:] == ["Ready", "Available"]
 
 
 def test_webhook_url_and_ca_injection() -> None:
