@@ -210,6 +210,13 @@ def cluster_info(cluster: Mapping[str, Any], ca_data: bytes | None) -> dict[str,
     return info
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or detached (a daemon)
+        return False
+
+
 def _tail(data: bytes | None) -> str:
     text = (data or b"").decode(errors="replace").strip()
     return text[-_STDERR_TAIL:] if text else "(nothing on stderr)"
@@ -231,7 +238,7 @@ class ExecPlugin:
         self._cluster = cluster
         self._timeout = timeout
         self._clock = clock
-        self._is_terminal = stdin_is_terminal or (lambda: sys.stdin is not None and sys.stdin.isatty())
+        self._is_terminal = stdin_is_terminal or _stdin_is_terminal
         self._cached: ExecCredential | None = None
         self._lock = asyncio.Lock()
         self.runs = 0
