@@ -1,15 +1,21 @@
 """`KubeClient`: the only code that talks HTTP to the apiserver.
 
-Raw JSON dicts in and out over one pooled aiohttp session. No hidden retries and no reconnecting watches:
-callers (the informer, the controllers) decide what a failure means. Every failure is a `KubeError`:
-`ApiError` (the server said no), `WatchExpired` (410, relist) or `TransportError` (no answer).
+Raw JSON dicts in and out over one pooled aiohttp session. No reconnecting watches and two bounded retries
+only, both for answers that mean the apiserver did nothing: a 401 is retried once when fresh credentials
+differ from the rejected ones (exec plugin run again, rotated token or certificate file), and a 429 with a
+Retry-After of at most `MAX_RETRY_AFTER` seconds is retried after that wait while the request's timeout
+allows. Everything else is for callers (the informer, the controllers) to judge. Every failure is a
+`KubeError`: `ApiError` (the server said no), `WatchExpired` (410, relist) or `TransportError` (no answer).
+Traffic goes through the kubeconfig's proxy-url or the environment's proxy (`proxy`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import copy
 import email.utils
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,8 +29,17 @@ from yarl import URL
 
 from . import codec
 from . import requests as rq
-from .config import ClusterConfig, TokenSource, in_cluster_config, load_config, load_kubeconfig
+from .config import (
+    FILE_CHECK_SECONDS,
+    ClusterConfig,
+    ConfigError,
+    in_cluster_config,
+    load_config,
+    load_kubeconfig,
+)
+from .credentials import Auth, Credentials
 from .errors import ApiError, KubeError, TransportError, WatchExpired, error_from_response
+from .proxy import ProxyError, proxy_for
 from .resources import Obj, Resource
 from .watch import WatchDecoder, WatchEvent, raise_for_event
 
@@ -38,6 +53,24 @@ WATCH_IDLE_TIMEOUT = 120.0
 #: The server-side timeout of a watch, as a share of the idle timeout (96 s of 120).
 _WATCH_SHARE = 0.8
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+#: The longest Retry-After a 429 is waited out for (API Priority and Fairness asks for a second or so);
+#: a longer one, or one beyond the request's timeout, is the caller's to handle (ApiError.retry_after).
+MAX_RETRY_AFTER = 10.0
+MAX_THROTTLED_RETRIES = 5
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header as seconds to wait: delta-seconds or an HTTP date; None when absent or bad."""
+    if not header:
+        return None
+    value = header.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0.0, moment - (time.time() if now is None else now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +95,22 @@ class KubeClient:
         max_connections: int = 100,
         user_agent: str = "incluster-ipam",
         watch_idle_timeout: float = WATCH_IDLE_TIMEOUT,
+        file_check_seconds: float = FILE_CHECK_SECONDS,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
         self.watch_idle_timeout = watch_idle_timeout
         self._clock_offset = 0.0
         self._server = config.server.rstrip("/")
-        self._ssl = config.ssl_context()
-        self._tokens: TokenSource | None = config.token_source()
+        self._credentials = Credentials(config, check_seconds=file_check_seconds)
+        try:
+            self._proxy = proxy_for(self._server, config.proxy_url, os.environ if env is None else env)
+        except ProxyError as exc:
+            raise ConfigError(str(exc)) from exc
+        self._proxy_auth = aiohttp.BasicAuth.from_url(self._proxy) if self._proxy is not None else None
+        if self._proxy is not None:
+            self._proxy = self._proxy.with_user(None)
         self._max_connections = max_connections
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
@@ -102,6 +143,16 @@ class KubeClient:
         return clone
 
     @property
+    def credentials(self) -> Credentials:
+        """Where the token and client certificate come from (shared with forks)."""
+        return self._credentials
+
+    @property
+    def proxy(self) -> URL | None:
+        """The HTTP proxy requests go through, if any."""
+        return self._proxy
+
+    @property
     def default_namespace(self) -> str | None:
         """The kubeconfig context's namespace, or the pod's namespace in-cluster."""
         return self.config.namespace
@@ -121,25 +172,32 @@ class KubeClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl if self._ssl is not None else False, limit=self._max_connections
-            )
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": self._user_agent}, raise_for_status=False
             )
         return self._session
 
-    async def _headers(self, request: rq.Request) -> dict[str, str]:
+    async def _auth(self, request: rq.Request) -> Auth:
+        try:
+            return await self._credentials.current()
+        except TransportError as exc:
+            raise TransportError(f"{request.method} {request.path}: {exc}") from exc
+
+    def _send_options(self, request: rq.Request, auth: Auth) -> dict[str, Any]:
+        """Headers, TLS, proxy and server name of one attempt."""
         headers = {"Accept": rq.JSON}
         if request.content_type:
             headers["Content-Type"] = request.content_type
-        if self._tokens is not None:
-            try:
-                token = await self._tokens.token()
-            except OSError as exc:  # a projected token volume mid-update: a transient failure like any other
-                raise TransportError(f"{request.method} {request.path}: reading the token: {exc!r}") from exc
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
+        if auth.token:
+            headers["Authorization"] = f"Bearer {auth.token}"
+        return {
+            "headers": headers,
+            "ssl": auth.ssl if auth.ssl is not None else False,
+            "proxy": self._proxy,
+            "proxy_auth": self._proxy_auth,
+            "server_hostname": self.config.tls_server_name,
+        }
 
     def _learn_clock(self, date: str | None) -> None:
         """Track the apiserver's clock from a response's Date header (one-second resolution)."""
@@ -161,10 +219,17 @@ class KubeClient:
         return URL(self._server + request.target, encoded=True)
 
     def _check(self, request: rq.Request, status: int, body: bytes) -> None:
-        if status == 401 and self._tokens is not None:
-            self._tokens.invalidate()
         if status >= 400:
             raise error_from_response(status, body)
+
+    def _throttle_wait(self, status: int, retry_after: str | None, body: bytes) -> float | None:
+        """How long to wait before trying a 429 again, or None when it is not to be retried here."""
+        if status != 429:
+            return None
+        wait = retry_after_seconds(retry_after)
+        if wait is None:
+            wait = error_from_response(status, body).retry_after
+        return wait if wait is not None and wait <= MAX_RETRY_AFTER else None
 
     # ---- raw requests -----------------------------------------------------------------------------
 
@@ -174,24 +239,37 @@ class KubeClient:
         """Send one built request and return the decoded JSON body (raises KubeError). With `send_within`,
         the request is sent within that many seconds (a connection acquired, or a `TransportError`
         without anything sent), however long the answer may take afterwards."""
-        headers = await self._headers(request)
-        client_timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeout, connect=send_within)
-        date: str | None = None
-        try:
-            async with self._http().request(
-                request.method,
-                self._url(request),
-                data=request.body,
-                headers=headers,
-                timeout=client_timeout,
-                server_hostname=self.config.tls_server_name,
-            ) as resp:
-                status = resp.status
-                date = resp.headers.get("Date")
-                body = await resp.read()
-        except _TRANSPORT_ERRORS as exc:
-            raise TransportError(f"{request.method} {request.path}: {exc!r}") from exc
-        self._learn_clock(date)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (request_timeout or self.timeout)
+        refreshed = False
+        throttled = 0
+        while True:
+            auth = await self._auth(request)
+            remaining = max(deadline - loop.time(), 0.001)
+            client_timeout = aiohttp.ClientTimeout(total=remaining, connect=send_within)
+            try:
+                async with self._http().request(
+                    request.method,
+                    self._url(request),
+                    data=request.body,
+                    timeout=client_timeout,
+                    **self._send_options(request, auth),
+                ) as resp:
+                    status = resp.status
+                    self._learn_clock(resp.headers.get("Date"))
+                    retry_after = resp.headers.get("Retry-After")
+                    body = await resp.read()
+            except _TRANSPORT_ERRORS as exc:
+                raise TransportError(f"{request.method} {request.path}: {exc!r}") from exc
+            if status == 401 and not refreshed and await self._credentials.rejected(auth):
+                refreshed = True
+                continue
+            wait = self._throttle_wait(status, retry_after, body)
+            if wait is not None and throttled < MAX_THROTTLED_RETRIES and loop.time() + wait < deadline:
+                throttled += 1
+                await asyncio.sleep(wait)
+                continue
+            break
         self._check(request, status, body)
         if not body:
             return {}
@@ -488,27 +566,28 @@ class KubeClient:
         return WatchStream(self, request, self.watch_idle_timeout)
 
     async def _open_stream(self, request: rq.Request, read_timeout: float | None) -> aiohttp.ClientResponse:
-        headers = await self._headers(request)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_timeout)
-        try:
-            resp = await self._http().request(
-                request.method,
-                self._url(request),
-                headers=headers,
-                timeout=timeout,
-                server_hostname=self.config.tls_server_name,
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise TransportError(f"watch {request.path}: {exc!r}") from exc
-        if resp.status >= 400:
+        refreshed = False
+        while True:
+            auth = await self._auth(request)
+            try:
+                resp = await self._http().request(
+                    request.method, self._url(request), timeout=timeout, **self._send_options(request, auth)
+                )
+            except _TRANSPORT_ERRORS as exc:
+                raise TransportError(f"watch {request.path}: {exc!r}") from exc
+            if resp.status < 400:
+                return resp
             try:
                 body = await resp.read()
             except _TRANSPORT_ERRORS:
                 body = b""
             finally:
                 resp.release()
+            if resp.status == 401 and not refreshed and await self._credentials.rejected(auth):
+                refreshed = True
+                continue
             self._check(request, resp.status, body)
-        return resp
 
     # ---- discovery ----------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from incluster_ipam.kube import (
     WatchEvent,
     WatchExpired,
 )
-from incluster_ipam.kube.config import TokenSource
+from incluster_ipam.kube.client import retry_after_seconds
 
 Routes = Callable[[web.Application], None]
 
@@ -118,12 +118,83 @@ async def test_rotated_token_is_picked_up_after_a_401(
         return web.json_response({"metadata": {}})
 
     client = await serve(lambda app: app.router.add_get("/{tail:.*}", handler), token_file)
-    assert isinstance(client._tokens, TokenSource)
     with pytest.raises(ApiError) as info:
-        await client.get(CONFIGMAPS, "a", "ns")
+        await client.get(CONFIGMAPS, "a", "ns")  # the file still holds the rejected token: no retry
     assert info.value.is_unauthorized
     token_file.write_text("new")
+    # Within the file check interval the old token goes out once more; its 401 makes the client look at
+    # the file, which now holds a different token, and the request is sent again with it.
     assert await client.get(CONFIGMAPS, "a", "ns") == {"metadata": {}}
+
+
+async def test_a_static_token_is_not_retried_after_a_401(
+    serve: Callable[[Routes], Awaitable[KubeClient]],
+) -> None:
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request.headers["Authorization"])
+        return web.json_response(status(401, "Unauthorized", "Unauthorized"), status=401)
+
+    client = await serve(lambda app: app.router.add_get("/{tail:.*}", handler))
+    with pytest.raises(ApiError):
+        await client.get(CONFIGMAPS, "a", "ns")
+    assert calls == ["Bearer secret"]
+
+
+def too_many(retry_after: str | None, seconds: int | None = 1) -> web.Response:
+    body = status(429, "TooManyRequests", "too many requests, please try again later")
+    if seconds is not None:
+        body["details"] = {"retryAfterSeconds": seconds}
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return web.json_response(body, status=429, headers=headers)
+
+
+async def test_429_with_a_short_retry_after_is_waited_out(
+    serve: Callable[[Routes], Awaitable[KubeClient]],
+) -> None:
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request.method)
+        if len(calls) < 3:
+            return too_many("0")
+        return web.json_response({"metadata": {"name": "a"}})
+
+    client = await serve(lambda app: app.router.add_route("*", "/{tail:.*}", handler))
+    assert await client.create(CONFIGMAPS, {"metadata": {"name": "a", "namespace": "ns"}}) == {
+        "metadata": {"name": "a"}
+    }
+    assert calls == ["POST", "POST", "POST"]
+
+
+async def test_429_beyond_the_cap_or_the_timeout_or_without_retry_after_is_the_callers(
+    serve: Callable[[Routes], Awaitable[KubeClient]],
+) -> None:
+    answers = iter([too_many("60", 60), too_many("3"), too_many(None, None)])
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request.method)
+        return next(answers)
+
+    client = await serve(lambda app: app.router.add_get("/{tail:.*}", handler))
+    with pytest.raises(ApiError) as info:
+        await client.get(CONFIGMAPS, "a", "ns")  # 60 s is more than MAX_RETRY_AFTER
+    assert (info.value.is_too_many_requests, info.value.retry_after) == (True, 60.0)
+    with pytest.raises(ApiError):
+        await client.get(CONFIGMAPS, "a", "ns", request_timeout=2)  # 3 s does not fit into 2 s
+    with pytest.raises(ApiError):
+        await client.get(CONFIGMAPS, "a", "ns")  # nothing says when to come back
+    assert calls == ["GET", "GET", "GET"]
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", now=1445412480.0) == 5.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", now=1445412490.0) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
 
 
 async def test_list_follows_continue_tokens(serve: Callable[[Routes], Awaitable[KubeClient]]) -> None:

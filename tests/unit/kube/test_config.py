@@ -86,8 +86,10 @@ def test_token_user_and_explicit_context() -> None:
 
 
 def test_unsupported_and_broken_configs() -> None:
-    with pytest.raises(ConfigError, match="exec"):
+    with pytest.raises(ConfigError, match=r"users\[0\].user.exec.apiVersion: is required"):
         parse_kubeconfig(kubeconfig({"server": "https://h"}, {"exec": {"command": "aws"}}), Path("/"))
+    with pytest.raises(ConfigError, match=r"users\[0\].user.auth-provider: auth-provider plugins"):
+        parse_kubeconfig(kubeconfig({"server": "https://h"}, {"auth-provider": {"name": "gcp"}}), Path("/"))
     with pytest.raises(ConfigError, match="no server"):
         parse_kubeconfig(kubeconfig({}, {}), Path("/"))
     with pytest.raises(ConfigError, match="no context named 'nope'"):
@@ -132,7 +134,7 @@ def test_load_config_order(tmp_path: Path, ca: CertificateAuthority) -> None:
     from_env = tmp_path / "from-env"
     from_env.write_text(yaml.safe_dump(kubeconfig({"server": "https://from-env"}, {})))
     assert load_config(explicit, env={"KUBECONFIG": str(from_env)}).server == "https://explicit"
-    assert load_config(env={"KUBECONFIG": f"{from_env}:{explicit}"}).server == "https://from-env"
+    assert load_config(env={"KUBECONFIG": f"{from_env}:{explicit}"}).server == "https://from-env"  # merged
     with pytest.raises(ConfigError, match="service account token"):
         load_config(env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"})
 
