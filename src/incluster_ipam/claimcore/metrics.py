@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from .pending import PendingClaims
+
 _PREFIX = "incluster_ipam"
 
 
 class ClaimMetrics:
-    """Allocation counters and latency, plus controller-runtime's per-controller reconcile metrics."""
+    """Allocation counters and latency, claims pending, plus controller-runtime's per-controller reconcile
+    metrics."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.allocations = Counter(
@@ -29,6 +32,7 @@ class ClaimMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=registry,
         )
+        self.pending = PendingClaims(registry)
         self.writes_fenced = Counter(
             f"{_PREFIX}_writes_fenced",
             "Writes not sent because leadership was no longer certain.",
