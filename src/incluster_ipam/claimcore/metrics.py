@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from incluster_ipam.capi import contract as c
+
 from .pending import PendingClaims
 
 _PREFIX = "incluster_ipam"
@@ -26,6 +28,8 @@ class ClaimMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in (c.POOL_EXHAUSTED, c.ALLOCATION_FAILED):  # exposed at 0, so the first one is a rise
+            self.failures.labels(reason=reason)
         self.latency = Histogram(
             f"{_PREFIX}_allocation_duration_seconds",
             "Time from reserving an address to its IPAddress being created.",
@@ -59,3 +63,9 @@ class ClaimMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
+
+    def start_controller(self, controller: str) -> None:
+        """Expose the controller's reconcile counters at 0, as controller-runtime does when it starts."""
+        for result in ("success", "error", "requeue", "requeue_after"):
+            self.reconciles.labels(controller, result)
+        self.reconcile_errors.labels(controller)

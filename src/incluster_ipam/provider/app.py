@@ -167,6 +167,7 @@ class Provider:
         )
         claims.add_handler(self._when_leading(self._on_claim))
         claims.add_handler(self.metrics.claims.pending.handler(claim_pool_key, self.options.watch_filter))
+        self.metrics.claims.start_controller(CONTROLLER)
         addresses.add_handler(backend.on_address)
         addresses.add_handler(self._when_leading(self._on_address))
         if clusters is not None:
