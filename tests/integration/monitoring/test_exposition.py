@@ -46,9 +46,9 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> list[Sample]:
     return [(s.name, dict(s.labels), s.value) for f in families for s in f.samples]
 
 
-def value(samples: list[Sample], name: str, **labels: str) -> float | None:
+def value(samples: list[Sample], metric: str, /, **labels: str) -> float | None:
     for sample_name, sample_labels, sample_value in samples:
-        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
+        if sample_name == metric and all(sample_labels.get(k) == v for k, v in labels.items()):
             return sample_value
     return None
 

@@ -19,7 +19,9 @@ RULES = ROOT / "config" / "prometheus" / "prometheusrule.yaml"
 RULE_TESTS = ROOT / "config" / "prometheus" / "tests"
 DASHBOARD = ROOT / "config" / "grafana" / "incluster-ipam.json"
 
-_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"})
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right"}
+)
 _SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -36,6 +38,7 @@ def metric_names(expr: str) -> set[str]:
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     text = re.sub(r"\$\w+", " ", text)
+    text = re.sub(r"\b\d+(?:\.\d+)?(?:ms|[smhdwy])?\b", " ", text)  # numbers and durations
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
         if text[match.end() :].lstrip().startswith("("):
