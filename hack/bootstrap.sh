@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh machine: the Python virtual environment with the package
-# and its dev tools, and (unless --python-only) the cached control-plane binaries and Cluster API CRDs.
+# and its dev tools, and (unless --python-only) promtool and the cached control-plane binaries and Cluster
+# API CRDs.
 # Idempotent and quick when nothing changed. Prints nothing on stdout except, without --python-only, the
 # control-plane cache directory on the last line.
 set -euo pipefail
@@ -33,5 +34,6 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if [ "${1:-}" != "--python-only" ]; then
+  bash hack/promtool/build.sh >/dev/null  # checks and unit-tests config/prometheus (tests/integration/monitoring)
   bash hack/controlplane/build.sh
 fi

@@ -166,6 +166,8 @@ class Provider:
             self.client, backend, self.metrics.pools, interval=self.options.status_interval
         )
         claims.add_handler(self._when_leading(self._on_claim))
+        claims.add_handler(self.metrics.claims.pending.handler(claim_pool_key, self.options.watch_filter))
+        self.metrics.claims.start_controller(CONTROLLER)
         addresses.add_handler(backend.on_address)
         addresses.add_handler(self._when_leading(self._on_address))
         if clusters is not None:
@@ -307,7 +309,9 @@ class Provider:
         assert self.pools is not None
         app = servers.health_app(healthy=self._unhealthy, ready=self._not_ready, render=self._render_metrics)
         await servers.serve_health(stack, self.options, app)
-        self.webhook_url = await servers.serve_webhooks(stack, self.options, self.addresses, self.pools.pools)
+        self.webhook_url = await servers.serve_webhooks(
+            stack, self.options, self.addresses, self.pools.pools, self.metrics.webhooks
+        )
         self.diagnostics_url = await servers.serve_diagnostics(
             stack, self.options, self.client, self._render_metrics
         )

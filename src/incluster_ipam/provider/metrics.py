@@ -1,6 +1,6 @@
 """The provider's Prometheus registry: the claim lifecycle's and reconcile metrics (`claimcore.metrics`),
-the pools' gauges (`backend.status`), and the process's own: leadership, queue, informers, takeover,
-Events held back."""
+the pools' gauges (`backend.status`), the webhook server's (`webhooks.metrics`), and the process's own:
+leadership, queue, informers, takeover, Events held back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from incluster_ipam.backend import PoolMetrics
 from incluster_ipam.claimcore import ClaimMetrics
+from incluster_ipam.webhooks.metrics import WebhookMetrics
 
 _PREFIX = "incluster_ipam"
 
@@ -19,6 +20,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.claims = ClaimMetrics(self.registry)
         self.pools = PoolMetrics(self.registry)
+        self.webhooks = WebhookMetrics(self.registry)
         self.leader = Gauge(
             f"{_PREFIX}_leader", "1 while this replica is the elected leader.", registry=self.registry
         )

@@ -18,6 +18,7 @@ from incluster_ipam.serving.diagnostics import DiagnosticsServer, KubeAuthorizer
 from incluster_ipam.serving.tls import cipher_list, tls_version
 from incluster_ipam.webhooks import WebhookServer
 from incluster_ipam.webhooks.lookups import InformerLookups
+from incluster_ipam.webhooks.metrics import WebhookMetrics
 
 from .options import Options, split_address
 
@@ -61,7 +62,11 @@ async def serve_health(stack: contextlib.AsyncExitStack, options: Options, app: 
 
 
 async def serve_webhooks(
-    stack: contextlib.AsyncExitStack, options: Options, addresses: Informer, pools: Mapping[str, Informer]
+    stack: contextlib.AsyncExitStack,
+    options: Options,
+    addresses: Informer,
+    pools: Mapping[str, Informer],
+    metrics: WebhookMetrics | None = None,
 ) -> str | None:
     """The webhook server on the options' port (None when it is 0); its URL."""
     if not options.webhook_port:
@@ -78,6 +83,7 @@ async def serve_webhooks(
         stored_uid=lookups.stored_uid,
         min_tls_version=tls_version(options.tls_min_version),
         ciphers=cipher_list(options.tls_cipher_suites),
+        metrics=metrics,
     )
     await stack.enter_async_context(server)
     watcher = CertWatcher(

@@ -48,6 +48,7 @@ from incluster_ipam.webhooks.bodies import (
 )
 from incluster_ipam.webhooks.conversion import CONVERSION_REVIEW_VERSION
 from incluster_ipam.webhooks.lookups import AddressLookup, PoolLookup, StoredUidLookup
+from incluster_ipam.webhooks.metrics import CONVERSION_FAILED, WebhookMetrics
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +91,28 @@ def _body_error(exc: BodyError) -> web.Response:
     return web.Response(status=exc.status, text=str(exc))
 
 
-def _admission_handler(admission: PoolAdmission, route: Route, slots: asyncio.Semaphore) -> Any:
+def _admission_handler(
+    admission: PoolAdmission, route: Route, slots: asyncio.Semaphore, metrics: WebhookMetrics
+) -> Any:
     async def handle(request: web.Request) -> web.Response:
         try:
             async with slots:
                 body = parse_admission(await _read_capped(request, MAX_ADMISSION_BYTES))
             review = parse_review(body)
         except BodyError as exc:
+            metrics.http_error(request.path, exc.status)
             if exc.status == 400:  # not JSON: answered in a review, as controller-runtime does
                 return web.json_response(malformed_response(str(exc)), dumps=_dumps)
             return _body_error(exc)
         except TimeoutError:
+            metrics.http_error(request.path, 408)
             return web.Response(status=408, text=f"request body not received within {BODY_SECONDS:g} s")
         except ReviewError as exc:
+            metrics.http_error(request.path, 400)
             return web.json_response(malformed_response(str(exc)), dumps=_dumps)
         verdict = await admission.review(route, review)
+        if verdict.status is not None and verdict.status.code >= 500:  # undecided: lookup or bug
+            metrics.error(request.path, verdict.status.reason)
         return web.json_response(review_response(review.api_version, review.uid, verdict), dumps=_dumps)
 
     return handle
@@ -124,7 +132,7 @@ def _convert_one(obj: Any, desired: str) -> Any:
         raise ConversionFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _converter(slots: asyncio.Semaphore) -> Any:
+def _converter(slots: asyncio.Semaphore, metrics: WebhookMetrics) -> Any:
     async def handle(request: web.Request) -> web.StreamResponse:
         """Parse, convert and serialize object by object; yield to the event loop between chunks."""
         try:
@@ -139,17 +147,22 @@ def _converter(slots: asyncio.Semaphore) -> Any:
                     await asyncio.sleep(0)
                 fields = stream.finish() if stream.failure is None else stream.fields
         except BodyError as exc:
+            metrics.http_error(request.path, exc.status)
             return _body_error(exc)
         except TimeoutError:
+            metrics.http_error(request.path, 408)
             return web.Response(status=408, text=f"request body not received within {BODY_SECONDS:g} s")
         uid = fields.get("request.uid")
         if fields.get("apiVersion") != CONVERSION_REVIEW_VERSION or fields.get("kind") != "ConversionReview":
+            metrics.http_error(request.path, 400)
             return web.Response(
                 status=400, text=f"expected a ConversionReview of {CONVERSION_REVIEW_VERSION}"
             )
         if not isinstance(uid, str) or not uid:
+            metrics.http_error(request.path, 400)
             return web.Response(status=400, text="ConversionReview request has no uid")
         if stream.failure is not None:
+            metrics.error(request.path, CONVERSION_FAILED)
             result = {"metadata": {}, "status": "Failure", "message": stream.failure}
         else:
             result = {"metadata": {}, "status": "Success"}
@@ -173,14 +186,18 @@ def build_app(
     *,
     stored_uid: StoredUidLookup | None = None,
     lookup_timeout: float = 5.0,
+    metrics: WebhookMetrics | None = None,
 ) -> web.Application:
-    """The aiohttp application (no TLS): what `WebhookServer` serves, and what tests can drive directly."""
+    """The aiohttp application (no TLS): what `WebhookServer` serves, and what tests can drive directly.
+    Without `metrics` the counts go to a private registry."""
     admission = PoolAdmission(addresses, pools, stored_uid=stored_uid, lookup_timeout=lookup_timeout)
-    app = web.Application(client_max_size=MAX_CONVERSION_BYTES)
+    metrics = metrics or WebhookMetrics()
+    metrics.paths = frozenset({*(route.path for route in ROUTES), CONVERT_PATH})
+    app = web.Application(client_max_size=MAX_CONVERSION_BYTES, middlewares=[metrics.middleware])
     admission_slots = asyncio.Semaphore(2)
     for route in ROUTES:
-        app.router.add_post(route.path, _admission_handler(admission, route, admission_slots))
-    app.router.add_post(CONVERT_PATH, _converter(asyncio.Semaphore(1)))
+        app.router.add_post(route.path, _admission_handler(admission, route, admission_slots, metrics))
+    app.router.add_post(CONVERT_PATH, _converter(asyncio.Semaphore(1), metrics))
     return app
 
 
@@ -200,12 +217,15 @@ class WebhookServer:
         lookup_timeout: float = 5.0,
         min_tls_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
         ciphers: str | None = None,
+        metrics: WebhookMetrics | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
-        self._app = build_app(addresses, pools, stored_uid=stored_uid, lookup_timeout=lookup_timeout)
+        self._app = build_app(
+            addresses, pools, stored_uid=stored_uid, lookup_timeout=lookup_timeout, metrics=metrics
+        )
         self._runner: web.AppRunner | None = None
         self._tls: ServingTLS | None = None
         self._min_tls = min_tls_version
