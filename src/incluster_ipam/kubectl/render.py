@@ -10,7 +10,7 @@ import json
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .usage import PoolUsage
@@ -278,7 +278,9 @@ def who_text(result: WhoResult) -> list[str]:
         if holder.machine is None:
             lines.append("  machine:   - (no Machine among the owners)")
         else:
-            lines.append(f"  machine:   {holder.machine}")
+            machine = holder.machine  # the last owner: its details are printed just above
+            brief = replace(machine, detail="") if holder.owners and machine == holder.owners[-1] else machine
+            lines.append(f"  machine:   {brief}")
         lines.append(f"  cluster:   {holder.cluster if holder.cluster else '- (no Cluster is named)'}")
     lines += [f"note: {note}" for note in result.notes]
     return lines

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import yaml
 
+from incluster_ipam.api.constants import GROUP
+from incluster_ipam.kube import Request, Resource
+from incluster_ipam.kube.resources import SERVICE_ACCOUNTS
+
 from ..support import eventually
-from .conftest import ADDRESSES, GLOBAL_IP_POOLS, IP_POOLS, DevCluster, Fleet
+from .conftest import ADDRESSES, GLOBAL_IP_POOLS, IP_POOLS, DevCluster, Fleet, Ran
 
 
 def rows(text: str) -> dict[str, list[str]]:
@@ -236,3 +240,75 @@ async def test_kubectl_finds_the_plugin_on_path(dev_cluster: DevCluster, fleet: 
     ran = await dev_cluster.run(dev_cluster.kubectl, "ipam", "show", "workers", "-n", fleet.ns)
     assert ran.code == 0
     assert "free:    10.77.0.13-10.77.0.20" in ran.out
+
+
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
+CLUSTER_ROLE_BINDINGS = Resource(
+    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
+)
+
+
+async def viewer_kubeconfig(d: DevCluster, namespace: str, path: Path) -> Path:
+    """A kubeconfig for a ServiceAccount that may read IPAM objects, ConfigMaps and Clusters, not Machines."""
+    name = f"ipam-viewer-{namespace}"
+    await d.client.create(
+        SERVICE_ACCOUNTS,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "viewer"}},
+        namespace,
+    )
+    read = ["get", "list"]
+    rules = [
+        {"apiGroups": [GROUP], "resources": ["*"], "verbs": read},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": read},
+        {"apiGroups": ["cluster.x-k8s.io"], "resources": ["clusters"], "verbs": read},
+    ]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}}
+    await d.client.create(CLUSTER_ROLES, {**role, "rules": rules})
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}],
+    }
+    await d.client.create(CLUSTER_ROLE_BINDINGS, binding)
+    token_request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    answer = await d.client.request(
+        Request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/viewer/token",
+            json.dumps(token_request).encode(),
+            "application/json",
+        )
+    )
+    return write_token_kubeconfig(d.kubeconfig, answer["status"]["token"], path)
+
+
+def write_token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """The admin kubeconfig with its user replaced by a bearer token."""
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": "viewer", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "viewer"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def test_who_shows_a_forbidden_owner_and_goes_on(
+    dev_cluster: DevCluster, fleet: Fleet, tmp_path: Path
+) -> None:
+    kubeconfig = await viewer_kubeconfig(dev_cluster, fleet.ns, tmp_path / "viewer")
+    address = fleet.addresses["vm-1-eth0"]
+
+    async def reads_as_viewer() -> Ran | None:  # RBAC takes effect within a moment
+        ran = await dev_cluster.plugin("who", address, "-n", fleet.ns, env={"KUBECONFIG": str(kubeconfig)})
+        return ran if ran.code == 0 and "forbidden" in ran.out else None
+
+    ran = await eventually(reads_as_viewer, 20.0, "the viewer's RBAC to take effect")
+    lines = ran.out.splitlines()
+    assert lines[2] == f"  owned by:  ConfigMap {fleet.ns}/vm-1"
+    assert lines[3].startswith(f"  owned by:  Machine {fleet.ns}/prod-md-0-x7k2p (forbidden: ")
+    assert 'cannot get resource "machines"' in lines[3]
+    assert (
+        lines[4] == f"  machine:   Machine {fleet.ns}/prod-md-0-x7k2p (forbidden)"
+    )  # known by its reference
+    assert lines[5] == "  cluster:   - (no Cluster is named)"

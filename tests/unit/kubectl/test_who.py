@@ -114,3 +114,20 @@ def test_who_text_says_what_is_known() -> None:
     free = WhoResult("10.0.0.7", "10.0.0.7", (), ("InClusterIPPool ns/workers",))
     assert render.who_text(free) == ["no IPAddress holds 10.0.0.7; it is free in InClusterIPPool ns/workers"]
     assert free.to_dict()["held"] is False
+
+
+def test_a_forbidden_machine_is_named_once_with_its_reason() -> None:
+    machine = Link("Machine", "cluster.x-k8s.io/v1beta2", "ns", "m-1", State.FORBIDDEN, "no RBAC")
+    held = Holder(
+        Link("IPAddress", "ipam.cluster.x-k8s.io/v1beta2", "ns", "c"),
+        "10.0.0.5",
+        "InClusterIPPool ns/workers",
+        Link("IPAddressClaim", "ipam.cluster.x-k8s.io/v1beta2", "ns", "c"),
+        (machine,),
+        machine,
+    )
+    assert render.who_text(WhoResult("10.0.0.5", "10.0.0.5", (held,)))[2:] == [
+        "  owned by:  Machine ns/m-1 (forbidden: no RBAC)",
+        "  machine:   Machine ns/m-1 (forbidden)",
+        "  cluster:   - (no Cluster is named)",
+    ]
