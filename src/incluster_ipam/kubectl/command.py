@@ -24,11 +24,19 @@ from incluster_ipam.capi.contract import NoContractError
 from incluster_ipam.capi.objects import address_pool_key, name_of, namespace_of, split_pool_key
 from incluster_ipam.claimcore.discovery import cluster_resource
 from incluster_ipam.ipam.addresses import AddressError, address_value, format_address
-from incluster_ipam.kube import ClusterConfig, ConfigError, KubeClient, KubeError, Obj, load_config
+from incluster_ipam.kube import (
+    ClusterConfig,
+    ConfigError,
+    KubeClient,
+    KubeError,
+    Obj,
+    Resource,
+    load_config,
+)
 
 from . import render
 from .owners import Resolver, owner_chain, read_object
-from .usage import PoolUsage, allocatable_in, holds, usages
+from .usage import PoolUsage, allocatable_in, held_text, holds, usages
 from .who import Holder, Link, State, WhoResult, cluster_name
 
 PROG = "kubectl ipam"
@@ -130,6 +138,15 @@ class Session:
         self.width = render.terminal_width()
         encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "")
         self.ascii_only = encoding not in ("utf8", "utf_8")
+        self._cluster_resource: Resource | None = None
+        self._cluster_resource_known = False
+
+    async def cluster_resource(self) -> Resource | None:
+        """Cluster in the version served (discovered once per invocation)."""
+        if not self._cluster_resource_known:
+            self._cluster_resource = await cluster_resource(self.client)
+            self._cluster_resource_known = True
+        return self._cluster_resource
 
     @property
     def scope(self) -> str | None:
@@ -226,18 +243,6 @@ def _pool_text(address: Obj) -> str:
 async def _holder(session: Session, snapshot: Snapshot, resolver: Resolver, address: Obj) -> Holder:
     namespace = namespace_of(address)
     spec = address.get("spec") or {}
-    text = str(spec.get("address", ""))
-    try:
-        version, value = address_value(text)
-        text = format_address(version, value)
-    except AddressError:
-        pass
-    if (
-        spec.get("prefix") is not None
-        and address_pool_key(address)
-        and split_pool_key(str(address_pool_key(address)))[0].family.value == "prefix"
-    ):
-        text = f"{text}/{spec['prefix']}"
     ip_address = Link(
         "IPAddress", str(address.get("apiVersion", "")), namespace, name_of(address), obj=address
     )
@@ -260,12 +265,12 @@ async def _holder(session: Session, snapshot: Snapshot, resolver: Resolver, addr
     name = cluster_name(machine.obj if machine else None, claim.obj if claim else None, address)
     cluster: Link | None = None
     if name:
-        resource = await cluster_resource(session.client)
+        resource = await session.cluster_resource()
         if resource is None:
             cluster = Link("Cluster", "cluster.x-k8s.io", namespace, name, State.UNKNOWN_KIND)
         else:
             cluster = await read_object(session.client, resource, resource.api_version, name, namespace)
-    return Holder(ip_address, text, _pool_text(address), claim, owners, machine, cluster)
+    return Holder(ip_address, held_text(address), _pool_text(address), claim, owners, machine, cluster)
 
 
 async def who(session: Session) -> int:

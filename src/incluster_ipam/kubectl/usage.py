@@ -143,17 +143,19 @@ def _parse(obj: Obj, family: PoolFamily) -> _Parsed:
     return _Parsed(obj, (version, AddressRange.from_cidr(version, value, length).first, length))
 
 
+def _text(parsed: _Parsed, family: PoolFamily) -> str:
+    if parsed.value is None:
+        return str((parsed.obj.get("spec") or {}).get("address", ""))
+    version, value, length = parsed.value
+    text = format_address(version, value)
+    return f"{text}/{length}" if family is PoolFamily.PREFIX else text
+
+
 def _holding(parsed: _Parsed, family: PoolFamily, in_range: bool) -> Holding:
     obj = parsed.obj
     spec = obj.get("spec") or {}
-    if parsed.value is None:
-        text, key = str(spec.get("address", "")), (9, 0)
-    else:
-        version, value, length = parsed.value
-        text = format_address(version, value)
-        if family is PoolFamily.PREFIX:
-            text = f"{text}/{length}"
-        key = (version, value)
+    text = _text(parsed, family)
+    key = (9, 0) if parsed.value is None else parsed.value[:2]
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return Holding(
         namespace=namespace_of(obj),
@@ -286,11 +288,22 @@ def usages(pools: Sequence[Obj], addresses: Sequence[Obj]) -> list[PoolUsage]:
 # ---- who holds an address -------------------------------------------------------------------------------
 
 
+def _family(address: Obj) -> PoolFamily:
+    """The family of the pool an IPAddress is from (IP for other providers' pools)."""
+    key = address_pool_key(address)
+    return split_pool_key(key)[0].family if key is not None else PoolFamily.IP
+
+
+def held_text(address: Obj) -> str:
+    """What an IPAddress holds, canonical: "2001:db8::a", or "2001:db8:0:1::/64" from a prefix pool."""
+    family = _family(address)
+    return _text(_parse(address, family), family)
+
+
 def holds(address: Obj, version: int, value: int) -> bool:
     """Whether an IPAddress holds the address `value` (of `version`): the same address in any spelling
     ("2001:DB8::1" is "2001:db8:0::1"), or, for a prefix pool's IPAddress, inside its prefix."""
-    key = address_pool_key(address)
-    family = split_pool_key(key)[0].family if key is not None else PoolFamily.IP
+    family = _family(address)
     parsed = _parse(address, family).value
     if parsed is None or parsed[0] != version:
         return False

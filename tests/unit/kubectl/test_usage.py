@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from incluster_ipam.ipam.addresses import AddressRange
-from incluster_ipam.kubectl.usage import allocatable_in, holds, pool_usage, range_text, usages
+from incluster_ipam.kubectl.usage import allocatable_in, held_text, holds, pool_usage, range_text, usages
 
 from .objects import address, pool
 
@@ -107,3 +107,10 @@ def test_range_text_prefers_cidrs() -> None:
     assert range_text(AddressRange(4, 0x0A000001, 0x0A000002)) == "10.0.0.1-10.0.0.2"
     assert range_text(AddressRange(4, 0x0A000002, 0x0A000003)) == "10.0.0.2/31"
     assert range_text(AddressRange(6, 5, 5)) == "::5"
+
+
+def test_held_text_is_canonical() -> None:
+    assert held_text(address("ns", "x", "2001:DB8:0::A", "v6", kind="GlobalInClusterIPPool")) == "2001:db8::a"
+    prefix = address("ns", "p", "2001:db8:1:1:0::", "nodes", kind="InClusterPrefixPool", prefix=64)
+    assert held_text(prefix) == "2001:db8:1:1::/64"
+    assert held_text(address("ns", "g", "garbage", "workers")) == "garbage"
