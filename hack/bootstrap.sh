@@ -35,5 +35,8 @@ fi
 
 if [ "${1:-}" != "--python-only" ]; then
   bash hack/promtool/build.sh >/dev/null  # checks and unit-tests config/prometheus (tests/integration/monitoring)
-  bash hack/controlplane/build.sh
+  bash hack/kubectl/build.sh >/dev/null  # a real kubectl, for the `kubectl ipam` integration tests
+  cache_dir=$(bash hack/controlplane/build.sh | tail -n 1)
+  bash hack/controlplane/machine-crd.sh "$cache_dir"  # for the `kubectl ipam who` tests
+  echo "$cache_dir"
 fi

@@ -231,15 +231,18 @@ async def audit_main(
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    context: str | None = None,
+    prog: str = "incluster-ipam audit",
 ) -> int:
-    """Run the audit and print the report; 0 when clean, 1 with findings, 2 when the cluster can't be read."""
+    """Run the audit and print the report; 0 when clean, 1 with findings, 2 when the cluster can't be read.
+    `context` picks a kubeconfig context (default: the current one); `prog` prefixes error messages."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        async with KubeClient.from_environment(kubeconfig) as client:
+        async with KubeClient.from_environment(kubeconfig, context) as client:
             snapshot = await read_cluster(client, namespace)
     except (ConfigError, KubeError, NoContractError, OSError) as exc:
-        print(f"incluster-ipam audit: error: {exc}", file=err)
+        print(f"{prog}: error: {exc}", file=err)
         return EXIT_ERROR
     report = audit(
         snapshot.pools,
