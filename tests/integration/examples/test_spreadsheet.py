@@ -76,49 +76,52 @@ async def test_claims_get_rows_wait_when_the_sheet_is_full_and_release_frees_row
     ns = await namespace(client)
     running = asyncio.create_task(run_claims(client, backend, stop, namespace=ns))
     try:
-        first = await claim(client, ns, "vm-1")
-        await claim(client, ns, "vm-2")
-        await claim(client, ns, "vm-3")  # the lab sheet has two rows
+        uids = {}
+        for name in ("vm-1", "vm-2", "vm-3"):  # the lab sheet has two rows: one of the three waits
+            uids[name] = (await claim(client, ns, name))["metadata"]["uid"]
         await claim(client, ns, "edge", sheet="other")
 
-        one = await eventually(lambda: address_of(client, ns, "vm-1"), what="vm-1's IPAddress")
-        two = await eventually(lambda: address_of(client, ns, "vm-2"), what="vm-2's IPAddress")
+        async def exhausted(name: str) -> bool:
+            got = await client.get(CLAIMS, name, ns)
+            ready = [c for c in (got.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+            return bool(ready) and ready[0]["reason"] == "PoolExhausted"
+
+        async def settled() -> tuple[dict[str, dict[str, Any]], str] | None:
+            bound = {n: a for n in uids if (a := await address_of(client, ns, n)) is not None}
+            waiting = [n for n in uids if n not in bound and await exhausted(n)]
+            return (bound, waiting[0]) if len(bound) == 2 and len(waiting) == 1 else None
+
+        bound, waiter = await eventually(settled, what="two lab claims bound and one PoolExhausted")
         edge = await eventually(lambda: address_of(client, ns, "edge"), what="edge's IPAddress")
-        assert {one["spec"]["address"], two["spec"]["address"]} == {"10.20.0.10", "10.20.0.11"}
+        assert {a["spec"]["address"] for a in bound.values()} == {"10.20.0.10", "10.20.0.11"}
+        one_name, one = sorted(bound.items())[0]
         assert one["spec"]["gateway"] == "10.20.0.1"
         assert (edge["spec"]["address"], edge["spec"]["prefix"]) == ("192.168.7.5", 25)
         assert one["spec"]["poolRef"] == {"apiGroup": SHEETS, "kind": KIND, "name": "lab"}
         # Owned by its claim only: a sheet is not a Kubernetes object.
-        assert [o["uid"] for o in one["metadata"]["ownerReferences"]] == [first["metadata"]["uid"]]
+        assert [o["uid"] for o in one["metadata"]["ownerReferences"]] == [uids[one_name]]
 
-        async def waiting() -> dict[str, Any] | None:
-            got = await client.get(CLAIMS, "vm-3", ns)
-            ready = [c for c in (got.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
-            return got if ready and ready[0]["reason"] == "PoolExhausted" else None
-
-        await eventually(waiting, what="vm-3 to be PoolExhausted")
         await eventually(
             lambda: asyncio.sleep(0, result=all(r[4] == "held" for r in rows(path))),
             what="every row held in the file",
         )
         held = {r[5]: r[1] for r in rows(path)}
         assert held == {
-            f"{ns}/vm-1": one["spec"]["address"],
-            f"{ns}/vm-2": two["spec"]["address"],
+            **{f"{ns}/{n}": a["spec"]["address"] for n, a in bound.items()},
             f"{ns}/edge": "192.168.7.5",
         }
 
-        await client.delete(CLAIMS, "vm-1", ns)
+        await client.delete(CLAIMS, one_name, ns)
         three = await eventually(
-            lambda: address_of(client, ns, "vm-3"), what="vm-3's IPAddress after vm-1 went"
+            lambda: address_of(client, ns, waiter), what=f"{waiter}'s IPAddress after {one_name} went"
         )
         assert three["spec"]["address"] == one["spec"]["address"]
         await eventually(
-            lambda: asyncio.sleep(0, result=not any(r[5] == f"{ns}/vm-1" for r in rows(path))),
-            what="vm-1's row freed",
+            lambda: asyncio.sleep(0, result=not any(r[5] == f"{ns}/{one_name}" for r in rows(path))),
+            what=f"{one_name}'s row freed",
         )
-        assert {r[5]: r[1] for r in rows(path)}[f"{ns}/vm-3"] == one["spec"]["address"]
-        assert await address_of(client, ns, "vm-1") is None
+        assert {r[5]: r[1] for r in rows(path)}[f"{ns}/{waiter}"] == one["spec"]["address"]
+        assert await address_of(client, ns, one_name) is None
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
