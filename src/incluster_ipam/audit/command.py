@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--grace-seconds",
-        type=_grace,
+        type=grace_seconds,
         default=DEFAULT_GRACE_SECONDS,
         help="skip orphaned addresses and unbound claims younger than this (in-flight work); default 30",
     )
@@ -58,7 +58,8 @@ def _namespace(text: str) -> str:
     return text
 
 
-def _grace(text: str) -> float:
+def grace_seconds(text: str) -> float:
+    """The `--grace` flag: a finite, non-negative number of seconds (an argparse `type`)."""
     try:
         value = float(text)
     except ValueError:

@@ -44,7 +44,7 @@ from incluster_ipam.capi.objects import (
     project,
     uid_of,
 )
-from incluster_ipam.kube import ApiError, KubeError, is_already_exists
+from incluster_ipam.kube import ApiError, KubeError, Resource, is_already_exists
 from incluster_ipam.kube.errors import is_conflict, is_not_found, is_refused
 from incluster_ipam.runtime import Fence, NotLeading, Result, Unfenced, send_within
 
@@ -356,15 +356,7 @@ class ClaimReconciler:
         patch = rules.adoption_patch(self._contract, claim, pool, address)
         if patch is not None:
             try:
-                address = project(
-                    await self._client.patch(
-                        self.resources.addresses,
-                        name_of(address),
-                        patch,
-                        namespace_of(address),
-                        send_within=self._send_within(),
-                    )
-                )
+                address = project(await self._patch(self.resources.addresses, address, patch))
             except ApiError as exc:
                 if is_conflict(exc) or is_not_found(exc):
                     return Result(requeue=True)
@@ -418,13 +410,7 @@ class ClaimReconciler:
                 meta: Obj = {"finalizers": remaining or None}
                 if uid:
                     meta["uid"] = uid  # a precondition: never touch another incarnation of the name
-                await self._client.patch(
-                    self.resources.addresses,
-                    name,
-                    {"metadata": meta},
-                    namespace,
-                    send_within=self._send_within(),
-                )
+                await self._patch(self.resources.addresses, address, {"metadata": meta})
             result = await self._client.delete(
                 self.resources.addresses, name, namespace, uid=uid, send_within=self._send_within()
             )
@@ -433,6 +419,19 @@ class ClaimReconciler:
                 return True
             raise
         return result.get("kind") == "Status" or not result.get("metadata", {}).get("finalizers")
+
+    async def _patch(
+        self, resource: Resource, obj: Obj, patch: Obj, *, subresource: str | None = None
+    ) -> Obj:
+        """A merge patch of `obj` (by name), sent only within leadership (`_send_within`)."""
+        return await self._client.patch(
+            resource,
+            name_of(obj),
+            patch,
+            namespace_of(obj),
+            subresource=subresource,
+            send_within=self._send_within(),
+        )
 
     async def _live_address(self, namespace: str, name: str) -> Obj | None:
         """The IPAddress as the apiserver has it now, projected (with its creation time)."""
@@ -458,13 +457,7 @@ class ClaimReconciler:
             }
         }
         try:
-            updated = await self._client.patch(
-                self.resources.claims,
-                name_of(claim),
-                patch,
-                namespace_of(claim),
-                send_within=self._send_within(),
-            )
+            updated = await self._patch(self.resources.claims, claim, patch)
         except ApiError as exc:
             if is_not_found(exc):
                 return claim
@@ -477,14 +470,7 @@ class ClaimReconciler:
         if patch is None:
             return False
         try:
-            updated = await self._client.patch(
-                self.resources.claims,
-                name_of(claim),
-                patch,
-                namespace_of(claim),
-                subresource="status",
-                send_within=self._send_within(),
-            )
+            updated = await self._patch(self.resources.claims, claim, patch, subresource="status")
         except ApiError as exc:
             if is_not_found(exc):
                 return False

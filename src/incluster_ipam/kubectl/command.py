@@ -18,7 +18,7 @@ from typing import TextIO
 
 from incluster_ipam import __version__
 from incluster_ipam.api.constants import POOL_KINDS, PoolKind
-from incluster_ipam.audit.command import Snapshot, audit_main, read_cluster
+from incluster_ipam.audit.command import Snapshot, audit_main, grace_seconds, read_cluster
 from incluster_ipam.audit.findings import DEFAULT_GRACE_SECONDS
 from incluster_ipam.capi.contract import NoContractError
 from incluster_ipam.capi.objects import address_pool_key, name_of, namespace_of, split_pool_key
@@ -54,16 +54,6 @@ class NotFound(Exception):
 
 
 # ---- flags -------------------------------------------------------------------------------------------------
-
-
-def _grace(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, not {text!r}")
-    return value
 
 
 def _common_flags() -> argparse.ArgumentParser:
@@ -111,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--grace-seconds",
-        type=_grace,
+        type=grace_seconds,
         default=DEFAULT_GRACE_SECONDS,
         help="skip orphans and unbound claims younger than this (in-flight work); default 30",
     )
