@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Build (or reuse) what the end-to-end tests (tests/e2e) run besides the control plane: each line calls one
+# component's cached build script. Quick when everything is cached; the test fixtures call the same scripts
+# and fail loudly if a component is missing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
