@@ -1,5 +1,6 @@
 """What the Dockerfile does, without a container engine (none on the build machines): build the wheel, install
-it from binary wheels into a clean venv without pip (as the builder stage does), then run the entrypoint.
+it into a clean venv without pip with exactly the hash-pinned dependencies of requirements/image.lock (as the
+builder stage does, same pip commands), then run the entrypoint.
 
 The image itself (base image, USER, ENTRYPOINT, removal of pip) is checked statically in
 tests/unit/packaging/test_dockerfile.py. Needs PyPI (or a configured index/cache) for the dependencies."""
@@ -38,16 +39,22 @@ def test_the_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     # The build context (.dockerignore): pyproject.toml, README.md and src/ only; built there, so the build
     # leaves nothing behind in the checkout.
     context.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "requirements/image.lock"):
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, context / name)
     shutil.copytree(ROOT / "src", context / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    # Dockerfile, builder stage: pip wheel --no-deps; venv --without-pip; pip --python ... --only-binary.
+    # Dockerfile, builder stage: pip wheel --no-deps; venv --without-pip; the lock with --require-hashes;
+    # the wheel without dependencies or an index; pip check (the lock is complete and consistent).
     _run(*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(context))
     (wheel,) = wheels.glob("incluster_ipam-*.whl")
     _run(sys.executable, "-m", "venv", "--without-pip", str(venv))
     python = venv / "bin" / "python"
-    _run(*pip, "--python", str(python), "install", "--only-binary=:all:", str(wheel))
+    lock = context / "requirements" / "image.lock"
+    _run(*pip, "--python", str(python), "install", "--require-hashes", "--only-binary=:all:", "--no-deps",
+         "-r", str(lock))  # fmt: skip
+    _run(*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel))
+    _run(*pip, "--python", str(python), "check")
 
     # The final stage: PATH to the venv, no source tree, not writing bytecode, as user 65532 (here: whoever).
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path)}

@@ -49,6 +49,16 @@ def test_the_builder_makes_a_wheel_and_a_venv_from_binary_wheels_only() -> None:
     assert "--only-binary=:all:" in run
 
 
+def test_the_builder_installs_only_what_the_lock_pins_with_hashes() -> None:
+    builder, _ = _stages()
+    assert ("COPY", "requirements/image.lock ./requirements/") in builder
+    run = " ".join(" ".join(rest.split()) for keyword, rest in builder if keyword == "RUN")
+    assert "--require-hashes --only-binary=:all: --no-deps -r requirements/image.lock" in run
+    # The wheel itself adds nothing: no dependency resolution, no index.
+    assert "install --no-deps --no-index /wheels/*.whl" in run
+    assert "pip --python /opt/venv/bin/python check" in run
+
+
 def test_the_final_stage_runs_incluster_ipam_as_65532_without_build_tools() -> None:
     _, final = _stages()
     keywords = [keyword for keyword, _ in final]
@@ -71,4 +81,9 @@ def test_the_build_context_is_only_the_package_sources() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert patterns[0] == "*"
-    assert {p for p in patterns if p.startswith("!")} == {"!pyproject.toml", "!README.md", "!src"}
+    assert {p for p in patterns if p.startswith("!")} == {
+        "!pyproject.toml",
+        "!README.md",
+        "!requirements/image.lock",
+        "!src",
+    }
