@@ -5,3 +5,4 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
+bash hack/image/build.sh >/dev/null  # our image from the Dockerfile (tests/e2e/test_image_container.py)
