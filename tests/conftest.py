@@ -1,4 +1,8 @@
-"""Suite-wide rules: an integration test that is skipped fails the run (it must never pass silently)."""
+"""Suite-wide rules: an integration test that is skipped fails the run (it must never pass silently).
+
+The check runs where reports are collected: in the only process of a plain run, and in the controller of a
+`pytest -n` run (pytest-xdist), where the workers' reports arrive with their markers as keywords.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,14 @@ import pytest
 _skipped_integration: list[str] = []
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and item.get_closest_marker("integration") is not None:
-        _skipped_integration.append(item.nodeid)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "integration" in report.keywords:
+        _skipped_integration.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: its controller sees the same reports and decides
     if _skipped_integration:
         names = "\n  ".join(_skipped_integration)
         print(f"\nFAILED: {len(_skipped_integration)} integration test(s) were skipped:\n  {names}")
