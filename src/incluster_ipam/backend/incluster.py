@@ -241,11 +241,16 @@ class InClusterPools:
         state = self.book.get(pool.key)
         if state is not None:
             state.confirm(claim_key, key_of(address), uid_of(address))
+            # `used` changes when the watch showed the object first (reservation and object both counted).
+            self.changed(pool.key)
 
     async def abandon(self, claim_key: str) -> None:
         for state in self.book.states():
+            reserved = state.pending(claim_key) is not None
             if state.withdraw(claim_key):
                 self.freed(state)
+            elif reserved:  # the address stays held (by the object that landed), `used` loses one
+                self.changed(state.key)
 
     def known_address(self, claim_key: str, pool: PoolRef) -> str | None:
         state = self.book.get(pool.key)
