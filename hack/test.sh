@@ -4,6 +4,9 @@
 # against real processes.
 #   hack/test.sh [PYTEST ARGS]   everything (e.g. `hack/test.sh tests/unit -x` narrows it)
 #   hack/test.sh --e2e [ARGS]    the end-to-end tests alone (tests/e2e), no static checks (`make e2e`)
+# pytest runs on two workers (pytest-xdist, one test file per worker at a time): most integration and e2e
+# time is spent waiting on real processes, so two files at once fit on the 2 cores; each worker starts its
+# own control plane. INCLUSTER_IPAM_TEST_WORKERS=0 runs everything in one process.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,9 +22,13 @@ export INCLUSTER_IPAM_CONTROLPLANE=$cache_dir
 echo "[test] control plane cache: $cache_dir"
 bash hack/e2e/install.sh
 
+workers=${INCLUSTER_IPAM_TEST_WORKERS:-2}
+parallel=()
+[ "$workers" != 0 ] && parallel=(-n "$workers" --dist loadfile)
+
 if $e2e_only; then
   echo "[test] pytest tests/e2e"
-  exec .venv/bin/pytest tests/e2e "$@"
+  exec .venv/bin/pytest "${parallel[@]}" tests/e2e "$@"
 fi
 
 echo "[test] ruff"
@@ -31,5 +38,5 @@ echo "[test] mypy --strict"
 .venv/bin/mypy
 echo "[test] import layering"
 .venv/bin/lint-imports
-echo "[test] pytest"
-.venv/bin/pytest "$@"
+echo "[test] pytest (${workers} workers)"
+.venv/bin/pytest "${parallel[@]}" "$@"
