@@ -5,7 +5,7 @@
 #   2. `buildah bud` of the Dockerfile with PYTHON_IMAGE naming that base (the Dockerfile is not copied or
 #      rewritten: what ships is what is built here);
 #   3. the image saved as an OCI archive (for `ctr images import` on a node, or `skopeo copy` to a registry).
-# Both steps are cached outside the repository, keyed by content: the base by this script (its package list),
+# Both steps are cached outside the repository, keyed by content: the base by its recipe (suite, packages),
 # the image by the base and every file of the build context (.dockerignore: pyproject.toml, README.md,
 # requirements/image.lock, src/) plus the Dockerfile.
 #
@@ -34,16 +34,18 @@ buildah=(buildah --storage-driver vfs --root "$cache/storage" --runroot "$cache/
 
 # ---- 1. the base -----------------------------------------------------------------------------------------
 packages=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
-base_key=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+excluded=(/usr/share/doc/ /usr/share/man/ /usr/share/locale/ /usr/share/info/)
+dpkgopts=()
+for path in "${excluded[@]}"; do dpkgopts+=("--dpkgopt=path-exclude=$path*"); done
+# Keyed by the recipe alone (suite, variant, packages, exclusions), so edits elsewhere in this script reuse it.
+base_key=$(echo "bookworm minbase $packages ${excluded[*]}" | sha256sum | cut -c1-16)
 base="localhost/incluster-ipam-base:$base_key"
 if ! "${buildah[@]}" inspect --type image "$base" >/dev/null 2>&1; then
   log "making the Python base from Debian bookworm's packages ($packages)"
   start=$SECONDS
   tar="$cache/base-$base_key.tar"  # the .tar suffix tells mmdebstrap the output format
   rm -rf "$tar"
-  mmdebstrap --quiet --variant=minbase --include="$packages" \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+  mmdebstrap --quiet --variant=minbase --include="$packages" "${dpkgopts[@]}" \
     bookworm "$tar" http://deb.debian.org/debian >&2
   container=$("${buildah[@]}" from scratch)
   "${buildah[@]}" add "$container" "$tar" / >&2
@@ -72,5 +74,12 @@ if [ ! -f "$archive" ]; then
   "${buildah[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image" >&2
   mv "$archive.tmp" "$archive"
   log "image built in $((SECONDS - start)) s: $(du -m "$archive" | cut -f1) MB archive"
+  # The archive is what is kept: drop the image from buildah's store, and all but the newest three archives
+  # and the current base (each build of changed sources would otherwise add ~300 MB to the cache).
+  "${buildah[@]}" rmi --force "$image" >/dev/null 2>&1 || true
+  "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
+  "${buildah[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '/incluster-ipam-base:' | grep -v ":$base_key\$" \
+    | while read -r old; do "${buildah[@]}" rmi --force "$old" >/dev/null 2>&1 || true; done
+  ls -t "$cache"/incluster-ipam-*.oci.tar | tail -n +4 | while read -r old; do rm -f "$old"; done
 fi
 echo "$archive"
