@@ -16,7 +16,7 @@ async def test_promtool_checks_the_rules_and_their_unit_tests_pass(promtool: Pat
     rules = write_rules(tmp_path)
     checked = run(promtool, "check", "rules", rules)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
     tests = copy_rule_tests(tmp_path)
     assert tests
     tested = run(promtool, "test", "rules", *tests)
