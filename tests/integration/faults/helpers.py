@@ -29,6 +29,7 @@ from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
 from ..support import eventually
+from . import invariants
 
 T = TypeVar("T")
 
@@ -207,6 +208,7 @@ class ProviderProcess:
         self.metrics_port = free_port()
         self.starts = 0
         self.process: ManagedProcess | None = None
+        self.expected_down = True  # until started; again after kill() or stop()
 
     def argv(self) -> list[str]:
         argv = [
@@ -251,14 +253,24 @@ class ProviderProcess:
             self.name, argv, self.logs / f"{self.name}.log", env={"PYTHONUNBUFFERED": "1"}
         )
         await self.process.start()
+        self.expected_down = False
+        invariants.WATCHED.add(self)
 
     async def kill(self) -> None:
+        self.expected_down = True
         if self.process is not None:
             await self.process.kill()
 
     async def stop(self) -> None:
+        self.expected_down = True
         if self.process is not None:
             await self.process.stop(grace=5)
+
+    def died(self) -> str | None:
+        """What `invariants.settle` reports when this provider ended while it was meant to run."""
+        if self.expected_down or self.process is None or self.process.running:
+            return None
+        return f"{self.name} exited with code {self.returncode}; last lines of its log:\n{self.log_tail()}"
 
     def check_alive(self) -> None:
         assert self.process is not None

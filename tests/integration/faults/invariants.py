@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from incluster_ipam.api.models import DecodeError, IPPoolSpec, decode_pool
 from incluster_ipam.api.specs import ip_core_spec, prefix_core_spec
@@ -219,6 +220,24 @@ async def check(
     return verdict
 
 
+class Watched(Protocol):
+    """A process a test relies on (`helpers.ProviderProcess` registers itself when it starts)."""
+
+    def died(self) -> str | None:
+        """None while it runs or is meant to be down; else what happened, with its log tail."""
+
+
+#: Processes whose unexpected death fails `settle` at once, instead of waiting out its deadline.
+WATCHED: weakref.WeakSet[Watched] = weakref.WeakSet()
+
+
+def check_watched() -> None:
+    """Raise InvariantViolation naming every watched process that died while it was meant to run."""
+    deaths = [death for proc in list(WATCHED) if (death := proc.died()) is not None]
+    if deaths:
+        raise InvariantViolation("a process the test relies on died:\n" + "\n".join(deaths))
+
+
 async def settle(
     client: KubeClient,
     namespace: str | None = None,
@@ -230,11 +249,13 @@ async def settle(
     monitor: AddressMonitor | None = None,
     label: str = "",
 ) -> Verdict:
-    """Poll until every invariant holds; raise InvariantViolation on a hard finding at any time, or on soft
-    findings still there after `within` seconds. Returns the clean verdict."""
+    """Poll until every invariant holds; raise InvariantViolation on a hard finding at any time, at once
+    when a watched process (a provider) died unexpectedly, or on soft findings still there after `within`
+    seconds. Returns the clean verdict."""
     deadline = time.monotonic() + within
     allowed = frozenset(allow)
     while True:
+        check_watched()
         verdict = await check(client, namespace, allow=allowed, ignore=ignore, statuses=statuses)
         if monitor is not None:
             verdict.extra += monitor.violations
