@@ -5,3 +5,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
+bash hack/vcsim/build.sh >/dev/null  # our vCenter simulator (govmomi), for tests/e2e/test_vsphere.py
+bash hack/capv/build.sh >/dev/null   # Cluster API Provider vSphere's manager and CRDs, same tests
