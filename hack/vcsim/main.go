@@ -30,9 +30,11 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
 	_ "github.com/vmware/govmomi/vapi/simulator" // the REST (vAPI) endpoints CAPV uses for tags
 	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 )
@@ -184,9 +186,13 @@ func extraConfig(args []string) error {
 	u.User = url.UserPassword(info.Username, info.Password)
 	soapClient := soap.NewClient(u, false)
 	soapClient.SetThumbprint(u.Host, info.Thumbprint)
-	client, err := govmomi.NewClientWithSoapClient(ctx, soapClient, u)
+	vimClient, err := vim25.NewClient(ctx, soapClient)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", info.Host, err)
+	}
+	client := &govmomi.Client{Client: vimClient, SessionManager: session.NewManager(vimClient)}
+	if err := client.Login(ctx, u.User); err != nil {
+		return fmt.Errorf("logging in to %s: %w", info.Host, err)
 	}
 	defer func() { _ = client.Logout(context.Background()) }()
 

@@ -117,7 +117,7 @@ async def test_vsphere_two_devices_ipv4_and_ipv6(lab: Lab) -> None:
         assert address["spec"]["poolRef"]["name"] == pool
         assert address["spec"]["claimRef"]["name"] == name
         expected.append([f"{address['spec']['address']}/{address['spec']['prefix']}"])
-    assert metadata[:2] == expected, f"VM metadata {metadata} != our IPAddresses {expected}"
+    assert metadata == expected, f"VM metadata {metadata} != our IPAddresses {expected}"
     assert expected == [["10.20.0.10/24"], ["fd00:20::10/64"]]
 
     fulfilled = condition(vm, "IPAddressClaimsFulfilled")

@@ -28,8 +28,9 @@ from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.devcluster.assets import CURRENT_CAPI, ensure_assets
 from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.devcluster.process import ManagedProcess, log_tail
-from incluster_ipam.kube import NAMESPACES, SECRETS, ApiError, KubeClient, Resource
+from incluster_ipam.kube import NAMESPACES, ApiError, KubeClient, Resource
 from incluster_ipam.kube.errors import is_not_found
+from incluster_ipam.kube.resources import SECRETS
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = "infrastructure.cluster.x-k8s.io"
