@@ -377,8 +377,22 @@ class Lab:
         return started
 
     async def delete_machine(self, namespace: str, name: str) -> None:
-        """Delete a VSphereMachine (the Machine controller's step for a deleted Machine) and its Machine."""
+        """Delete a machine as the Machine controller does: the VSphereMachine first, then, once CAPV has let
+        it go (it needs the Machine until then), the Machine."""
+        await self.begin_delete_machine(namespace, name)
+        await self.finish_delete_machine(namespace, name)
+
+    async def begin_delete_machine(self, namespace: str, name: str) -> None:
         await self.client.delete(VSPHERE_MACHINES, name, namespace)
+
+    async def finish_delete_machine(self, namespace: str, name: str, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while await self.get_or_none(VSPHERE_MACHINES, name, namespace) is not None:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"VSphereMachine {namespace}/{name} not deleted in {within:.0f} s{self.logs()}"
+                )
+            await asyncio.sleep(0.1)
         await self.client.delete(MACHINES, name, namespace)
 
     async def collect_garbage(self, namespace: str) -> list[str]:
