@@ -34,6 +34,7 @@ from .vsphere import (
     VSPHERE_VMS,
     Lab,
     condition,
+    metadata_text,
     vsphere_lab,
 )
 
@@ -119,6 +120,7 @@ async def test_vsphere_two_devices_ipv4_and_ipv6(lab: Lab) -> None:
         expected.append([f"{address['spec']['address']}/{address['spec']['prefix']}"])
     assert metadata == expected, f"VM metadata {metadata} != our IPAddresses {expected}"
     assert expected == [["10.20.0.10/24"], ["fd00:20::10/64"]]
+    report("m1's guestinfo.metadata:\n" + metadata_text((await lab.simulator.extra_config())["m1"]))
 
     fulfilled = condition(vm, "IPAddressClaimsFulfilled")
     assert fulfilled, f"no IPAddressClaimsFulfilled condition on the VSphereVM: {vm}"

@@ -155,15 +155,20 @@ class Simulator:
         return result
 
 
+def metadata_text(extra: Mapping[str, str]) -> str:
+    """A VM's `guestinfo.metadata` as text (decoded from base64 as CAPV writes it)."""
+    raw = extra.get("guestinfo.metadata", "")
+    if extra.get("guestinfo.metadata.encoding", "").startswith("base64"):
+        raw = base64.b64decode(raw).decode()
+    return raw
+
+
 def metadata_addresses(extra: Mapping[str, str]) -> list[list[str]] | None:
     """The addresses per network device in a VM's `guestinfo.metadata` (cloud-init network config v2,
     base64 as CAPV writes it), in device order; None if the VM has no metadata yet."""
-    raw = extra.get("guestinfo.metadata")
-    if not raw:
+    if not extra.get("guestinfo.metadata"):
         return None
-    if extra.get("guestinfo.metadata.encoding", "").startswith("base64"):
-        raw = base64.b64decode(raw).decode()
-    doc = yaml.safe_load(raw) or {}
+    doc = yaml.safe_load(metadata_text(extra)) or {}
     ethernets = ((doc.get("network") or {}).get("ethernets")) or {}
     keys = sorted(ethernets, key=lambda k: int(k[2:]) if k[2:].isdigit() else k)
     return [list(ethernets[k].get("addresses") or []) for k in keys]
