@@ -105,7 +105,10 @@ async def workload(lab: Lab, sequential: int, burst: int) -> dict[str, Any]:
     seen = await lab.wait_metadata(names, devices=1, within=300.0)
     burst_latency = [seen[n][0] - c for n, c in zip(names, created_at, strict=True)]
     addresses = [seen[n][1][0][0] for n in names]
+    audit = await lab.audit()
     return {
+        "audit_clean": audit["clean"],
+        "audit_findings": len(audit["findings"]),
         "sequential": summarize(one) if one else None,
         "burst": summarize(burst_latency) if burst_latency else None,
         "burst_all_done_s": round(max(seen[n][0] for n in names) - started, 3) if names else None,
@@ -159,7 +162,8 @@ def main() -> None:
             if bur
             else "-"
         )
-        print(f"{r['provider']:<10} {r['version']:<8} {one:<30} {many:<32}")
+        audit = "audit clean" if r["audit_clean"] else f"audit: {r['audit_findings']} findings"
+        print(f"{r['provider']:<10} {r['version']:<8} {one:<30} {many:<40} {audit}")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ async def check_invariants(lab: Lab, label: str) -> None:
         verdict = await settle(lab.client, within=30.0, label=label)
     except AssertionError as exc:
         raise AssertionError(f"{exc}{lab.logs()}") from None
-    report(f"{label}: {summary(verdict)}")
+    audit = await lab.audit()
+    assert audit["clean"], f"incluster-ipam audit ({label}): {audit['findings']}{lab.logs()}"
+    report(f"{label}: {summary(verdict)}; incluster-ipam audit clean, scanned {audit['scanned']}")
 
 
 async def bound_address(lab: Lab, namespace: str, claim: str, within: float = 60.0) -> dict:
@@ -204,9 +206,9 @@ async def test_vsphere_delete_releases_and_paused_cluster_holds(lab: Lab) -> Non
     await lab.pool(V4, "del", ns, addresses=["10.23.0.10-10.23.0.11"], prefix=24, gateway="10.23.0.1")
     await lab.cluster(ns, "live")
     await lab.cluster(ns, "held")
-    for name in ("m1", "m2"):
+    for name in ("d1", "d2"):
         await lab.machine(ns, "live", name, [[(V4, "del")]])
-    await lab.wait_metadata(["m1", "m2"], devices=1)
+    await lab.wait_metadata(["d1", "d2"], devices=1)
     await lab.machine(ns, "held", "p1", [[(V4, "del")]])
 
     async def waiting() -> bool:
@@ -223,31 +225,32 @@ async def test_vsphere_delete_releases_and_paused_cluster_holds(lab: Lab) -> Non
     await eventually(capv_paused, 30.0, "CAPV to see the Cluster paused")
     await asyncio.sleep(1.0)  # our provider's own watch sees the same update; give it a moment
 
-    m1 = await bound_address(lab, ns, "m1-0-0")
-    await lab.begin_delete_machine(ns, "m1")
+    d1 = await bound_address(lab, ns, "d1-0-0")
+    await lab.begin_delete_machine(ns, "d1")
     # While CAPV deletes the VM, the claim stays and so does its address.
     deadline = time.monotonic() + 60
     polls = 0
-    while await lab.get_or_none(VSPHERE_VMS, "m1", ns) is not None:
+    while await lab.get_or_none(VSPHERE_VMS, "d1", ns) is not None:
         polls += 1
-        claim = (await lab.claims(ns))["m1-0-0"]
+        claim = (await lab.claims(ns))["d1-0-0"]
         assert "deletionTimestamp" not in claim["metadata"], "claim deleted before its VM"
-        assert m1["metadata"]["name"] in await lab.addresses(ns), "address released while the VM exists"
-        assert time.monotonic() < deadline, f"VSphereVM m1 not deleted within 60 s{lab.logs()}"
+        assert d1["metadata"]["name"] in await lab.addresses(ns), "address released while the VM exists"
+        assert time.monotonic() < deadline, f"VSphereVM d1 not deleted within 60 s{lab.logs()}"
         await asyncio.sleep(0.05)
-    await lab.finish_delete_machine(ns, "m1")
+    await lab.finish_delete_machine(ns, "d1")
     assert polls > 0, "the VSphereVM was gone before the first look"
-    claim = (await lab.claims(ns))["m1-0-0"]
+    assert "d1" not in await lab.simulator.extra_config(), "the VSphereVM is gone but its VM is not"
+    claim = (await lab.claims(ns))["d1-0-0"]
     assert claim["metadata"]["finalizers"] == [CLAIM_FINALIZER], claim["metadata"]
-    assert m1["metadata"]["name"] in await lab.addresses(ns), "released before the claim was deleted"
+    assert d1["metadata"]["name"] in await lab.addresses(ns), "released before the claim was deleted"
 
-    assert await lab.collect_garbage(ns) == ["m1-0-0"]
+    assert await lab.collect_garbage(ns) == ["d1-0-0"]
 
     async def released() -> bool:
         claims, addresses = await lab.claims(ns), await lab.addresses(ns)
-        return "m1-0-0" not in claims and m1["metadata"]["name"] not in addresses
+        return "d1-0-0" not in claims and d1["metadata"]["name"] not in addresses
 
-    await eventually(released, 30.0, "m1's claim and IPAddress to be gone")
+    await eventually(released, 30.0, "d1's claim and IPAddress to be gone")
     await check_invariants(lab, "machine deleted, p1's Cluster paused")
 
     hold_until = time.monotonic() + 3.0
@@ -260,5 +263,5 @@ async def test_vsphere_delete_releases_and_paused_cluster_holds(lab: Lab) -> Non
     unpaused = time.monotonic()
     seen = await lab.wait_metadata(["p1"], devices=1)
     report(f"Cluster unpaused -> address in p1's metadata: {seen['p1'][0] - unpaused:.2f} s")
-    assert seen["p1"][1][0] == [f"{m1['spec']['address']}/24"]
+    assert seen["p1"][1][0] == [f"{d1['spec']['address']}/24"]
     await check_invariants(lab, "unpaused")

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,7 @@ class Lab:
     capv: CapvManager
     provider_logs: Callable[[], str]
     global_pools: list[str] = field(default_factory=list)
+    vm_names: set[str] = field(default_factory=set)
 
     def logs(self) -> str:
         """Log tails of CAPV, the provider and the simulator, for assertion messages."""
@@ -336,7 +338,13 @@ class Lab:
     ) -> float:
         """A Machine with its bootstrap data Secret and a VSphereMachine owned by it, one network device per
         entry of `devices` (each taking addresses from the pools listed). Returns time.monotonic() at the
-        VSphereMachine's create."""
+        VSphereMachine's create.
+
+        Names are unique across the lab, not only per namespace: the VM gets the machine's name in the one
+        folder of the simulator, and CAPV adopts an existing VM found at the same inventory path (two
+        VSphereVMs would then fight over one VM)."""
+        assert name not in self.vm_names, f"VM name {name} already used in this lab"
+        self.vm_names.add(name)
         labels = {CLUSTER_NAME_LABEL: cluster}
         secret = f"{name}-bootstrap"
         await self.client.create(
@@ -414,6 +422,28 @@ class Lab:
         return deleted
 
     # ---- reading back ------------------------------------------------------------------------------
+
+    async def audit(self) -> dict[str, Any]:
+        """`incluster-ipam audit --grace-seconds 0 --json` over the whole cluster, as an operator runs it;
+        its JSON report (`clean`, `findings`, `scanned`). Exit code 1 means findings, 2 an error."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "incluster_ipam.cli",
+            "audit",
+            "--kubeconfig",
+            str(self.plane.kubeconfig_path),
+            "--grace-seconds",
+            "0",
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        if proc.returncode not in (0, 1):
+            raise AssertionError(f"incluster-ipam audit failed ({proc.returncode}): {err.decode()[-2000:]}")
+        report: dict[str, Any] = json.loads(out)
+        return report
 
     async def get_or_none(self, resource: Resource, name: str, namespace: str) -> dict[str, Any] | None:
         try:
