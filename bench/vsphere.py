@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -86,6 +87,18 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
+async def watch_claims(lab: Lab, ns: str, seen: dict[str, float], bound: dict[str, float]) -> None:
+    """Poll the namespace's claims every 0.1 s: when each was first seen (CAPV created it) and first seen
+    bound (the provider's part), on this process's clock."""
+    while True:
+        now = time.monotonic()
+        for name, claim in (await lab.claims(ns)).items():
+            seen.setdefault(name, now)
+            if ((claim.get("status") or {}).get("addressRef") or {}).get("name"):
+                bound.setdefault(name, now)
+        await asyncio.sleep(0.1)
+
+
 async def workload(lab: Lab, sequential: int, burst: int) -> dict[str, Any]:
     ns = await lab.namespace("bench")
     await lab.pool(
@@ -100,10 +113,20 @@ async def workload(lab: Lab, sequential: int, burst: int) -> dict[str, Any]:
         seen = await lab.wait_metadata([name], devices=1)
         one.append(seen[name][0] - created)
     names = [f"b{i:03d}" for i in range(burst)]
+    claim_seen: dict[str, float] = {}
+    claim_bound: dict[str, float] = {}
+    watcher = asyncio.create_task(watch_claims(lab, ns, claim_seen, claim_bound))
     started = time.monotonic()
     created_at = await asyncio.gather(*(lab.machine(ns, "bench", n, devices) for n in names))
     seen = await lab.wait_metadata(names, devices=1, within=300.0)
     burst_latency = [seen[n][0] - c for n, c in zip(names, created_at, strict=True)]
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    burst_claims = [f"{n}-0-0" for n in names]
+    to_claim = [claim_seen[c] - t for c, t in zip(burst_claims, created_at, strict=True) if c in claim_seen]
+    to_bound = [claim_bound[c] - claim_seen[c] for c in burst_claims if c in claim_bound and c in claim_seen]
+    to_metadata = [seen[n][0] - claim_bound[f"{n}-0-0"] for n in names if f"{n}-0-0" in claim_bound]
     addresses = [seen[n][1][0][0] for n in names]
     audit = await lab.audit()
     return {
@@ -113,6 +136,9 @@ async def workload(lab: Lab, sequential: int, burst: int) -> dict[str, Any]:
         "burst": summarize(burst_latency) if burst_latency else None,
         "burst_all_done_s": round(max(seen[n][0] for n in names) - started, 3) if names else None,
         "burst_unique_addresses": len(set(addresses)),
+        "burst_create_to_claim": summarize(to_claim) if to_claim else None,
+        "burst_claim_to_bound": summarize(to_bound) if to_bound else None,
+        "burst_bound_to_metadata": summarize(to_metadata) if to_metadata else None,
     }
 
 
@@ -164,6 +190,14 @@ def main() -> None:
         )
         audit = "audit clean" if r["audit_clean"] else f"audit: {r['audit_findings']} findings"
         print(f"{r['provider']:<10} {r['version']:<8} {one:<30} {many:<40} {audit}")
+    print(
+        "burst, split (median / max, polled every 0.1 s): "
+        "create -> CAPV's claim, claim -> bound, bound -> metadata"
+    )
+    for r in results:
+        parts = [r[k] for k in ("burst_create_to_claim", "burst_claim_to_bound", "burst_bound_to_metadata")]
+        text = "   ".join(f"{p['median_s']:.2f} / {p['max_s']:.2f} s" if p else "-" for p in parts)
+        print(f"{r['provider']:<10} {text}")
 
 
 if __name__ == "__main__":
