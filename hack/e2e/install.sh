@@ -6,3 +6,5 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 bash hack/image/build.sh >/dev/null  # our image from the Dockerfile (tests/e2e/test_image_container.py)
+bash hack/vcsim/build.sh >/dev/null  # our vCenter simulator (govmomi), for tests/e2e/test_vsphere.py
+bash hack/capv/build.sh >/dev/null   # Cluster API Provider vSphere's manager and CRDs, same tests
