@@ -348,7 +348,9 @@ async def _move(
     held_by_target = IPSet.from_addresses(4, [parse_address(a) for a in moved_global])
     held_by_source = IPSet.from_addresses(4, [parse_address(a) for a in (staying, src_new)])
     dst_excluded = ranges(lower.union(held_by_source).difference(held_by_target))
-    src_excluded = ranges(upper.union(held_by_target).difference(held_by_source))
+    # the moved addresses stay held in the source by the leftovers (excluding them would strand them: the
+    # webhook refuses that)
+    src_excluded = ranges(upper.difference(held_by_source))
     await dst.client.patch(GLOBAL_IP_POOLS, gpool, {"spec": {"excludedAddresses": dst_excluded}})
     await src.client.patch(GLOBAL_IP_POOLS, gpool, {"spec": {"excludedAddresses": src_excluded}})
     dst_ns = await dst.namespace("new")
@@ -363,7 +365,10 @@ async def _move(
     assert not twice, f"held in both clusters: {[(a, live_src[a], live_dst[a]) for a in twice]}"
     await invariants.settle(dst.client, dst_ns, within=30, label="target after the split")
     await invariants.settle(src.client, stay, within=30, label="source after the split")
+    src_code, src_report = await audit_cli(src_plane.kubeconfig_path)
+    mentioned = sorted(n for n in moved_global.values() if n in src_report)
     figures += [
+        f"incluster-ipam audit in the source: exit {src_code}, the leftovers named: {mentioned}",
         f"moved {len(before)} claims with their IPAddresses in {took:.1f} s; none changed, target "
         f"allocations 0; target: {invariants.summary(target)}",
         f"global pool {gpool}: created in the target; the source keeps its {len(moved_global)} "

@@ -206,7 +206,8 @@ class ClaimReconciler:
         if not rules.controlled_by_claim(address, name):
             return None
         if key in self._moved or moved_away(address):
-            return await self._keep_moved_away(key, address)
+            await self._keep_moved_away(key, address)
+            return None
         if self._orphan_paused(address):
             return None
         try:
