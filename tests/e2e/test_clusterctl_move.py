@@ -246,7 +246,12 @@ async def test_clusterctl_move_keeps_every_address(tmp_path: Path) -> None:
                 await point_webhooks_at(client, plane, provider.webhook_url)
                 await provider.wait_ready()
             await _move(
-                clusterctl, Cluster(src_plane, src_client), Cluster(dst_plane, dst_client), dst_ours, figures
+                clusterctl,
+                Cluster(src_plane, src_client),
+                Cluster(dst_plane, dst_client),
+                src_ours,
+                dst_ours,
+                figures,
             )
         finally:
             for provider in (src_ours, dst_ours):
@@ -255,8 +260,13 @@ async def test_clusterctl_move_keeps_every_address(tmp_path: Path) -> None:
     print("\nclusterctl move:\n  " + "\n  ".join(figures))
 
 
-async def _move(
-    clusterctl: Clusterctl, src: Cluster, dst: Cluster, dst_ours: OurProcess, figures: list[str]
+async def _move(  # noqa: PLR0917
+    clusterctl: Clusterctl,
+    src: Cluster,
+    dst: Cluster,
+    src_ours: OurProcess,
+    dst_ours: OurProcess,
+    figures: list[str],
 ) -> None:
     """The workload, the move and the checks (see the module docstring)."""
     src_plane, dst_plane = src.plane, dst.plane
@@ -322,22 +332,25 @@ async def _move(
     assert not left, f"IPAddresses of the moved namespaced pool left in the source: {left}"
     assert (await dst.client.get(GLOBAL_IP_POOLS, gpool))["spec"]["addresses"] == ["10.91.0.0/24"]
     leftovers = held_in(list((await src.client.list(ADDRESSES)).items), "GlobalInClusterIPPool", gpool)
+    assert set(moved_global) <= set(leftovers), f"clusterctl deleted a global pool's IPAddress: {leftovers}"
+
+    async def marked() -> bool:
+        items = (await src.client.list(ADDRESSES, ns)).items
+        kept = [a for a in items if a["spec"]["address"] in moved_global]
+        notes = [a["metadata"].get("annotations") or {} for a in kept]
+        return len(kept) == len(moved_global) and all(MOVED_AWAY in n for n in notes)
+
+    await eventually(marked, 30, "the source provider to mark the moved-away leftovers")
+    # a restart (or a failover) of the source provider: it must still keep them
+    await src_ours.stop()
+    await src_ours.start()
+    await src_ours.wait_ready()
     # the source must not hand out a moved address again: its leftovers keep them held
     await src.claim(stay, "after-move", gpool, "GlobalInClusterIPPool")
     src_new = await wait_bound(src, stay, "after-move", within=30)
     assert src_new not in moved_global, f"the source handed out {src_new}, moved to the target"
     leftovers_now = held_in(list((await src.client.list(ADDRESSES)).items), "GlobalInClusterIPPool", gpool)
     assert set(moved_global) <= set(leftovers_now), f"leftovers released: {leftovers} -> {leftovers_now}"
-
-    async def marked() -> bool:  # kept across restarts too
-        kept = [
-            a for a in (await src.client.list(ADDRESSES, ns)).items if a["spec"]["address"] in moved_global
-        ]
-        return len(kept) == len(moved_global) and all(
-            MOVED_AWAY in (a["metadata"].get("annotations") or {}) for a in kept
-        )
-
-    await eventually(marked, 30, "the source provider to mark the moved-away leftovers")
 
     # the operator splits the pool's free addresses: the source keeps the lower half, the target the
     # upper one (each excludes the other's part, minus the addresses it holds itself)
