@@ -52,7 +52,7 @@ from .clusterctl import (
     point_webhooks_at,
     prepare,
 )
-from .providers import OurProcess, audit_cli
+from .providers import BUILD_TIMEOUT, OurProcess, audit_cli
 
 CAPI = "cluster.x-k8s.io"
 CLUSTERS = Resource(CAPI, "v1beta2", "clusters", "Cluster", True)
@@ -206,7 +206,7 @@ async def management_cluster(
         yield plane, client
 
 
-@pytest.mark.timeout(1800 + 300)  # a cold clusterctl build takes minutes; cached afterwards
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)  # a cold clusterctl build takes minutes; cached afterwards
 async def test_clusterctl_move_keeps_every_address(tmp_path: Path) -> None:
     clusterctl = await prepare(tmp_path)
     cm = await cert_manager_crds()

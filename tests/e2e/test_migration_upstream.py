@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, GROUP
 from incluster_ipam.api.crds import crds
 from incluster_ipam.api.models import decode_pool
@@ -37,7 +39,7 @@ from ..integration.faults import invariants
 from ..integration.faults.helpers import ADDRESSES, CLAIMS, GLOBAL_IP_POOLS, IP_POOLS, Cluster
 from ..integration.review.harness import wait_bound
 from ..integration.support import eventually
-from .providers import OurProcess, UpstreamProcess, apply_crds, audit_cli, upstream_build
+from .providers import BUILD_TIMEOUT, OurProcess, UpstreamProcess, apply_crds, audit_cli, upstream_build
 
 POOL_RESOURCES = {"InClusterIPPool": IP_POOLS, "GlobalInClusterIPPool": GLOBAL_IP_POOLS}
 V1ALPHA1 = {
@@ -111,6 +113,7 @@ async def check_all(cluster: Cluster, ns: str, label: str) -> str:
     return invariants.summary(verdict)
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)  # a cold upstream build takes minutes; cached afterwards
 async def test_upstream_to_ours_and_back(tmp_path: Path) -> None:
     upstream = await upstream_build()
     figures: list[str] = []
@@ -287,6 +290,7 @@ async def left_by_the_old_provider(
     )
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)
 async def test_pools_stored_as_v1alpha1_are_served_by_ours(tmp_path: Path) -> None:
     upstream = await upstream_build()
     async with (
