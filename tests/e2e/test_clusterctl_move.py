@@ -380,6 +380,8 @@ async def _move(  # noqa: PLR0917
     await invariants.settle(src.client, stay, within=30, label="source after the split")
     src_code, src_report = await audit_cli(src_plane.kubeconfig_path)
     mentioned = sorted(n for n in moved_global.values() if n in src_report)
+    assert src_code == 0, f"the source's audit:\n{src_report}"  # the leftovers are a note, not a finding
+    assert mentioned == sorted(moved_global.values()), src_report
     figures += [
         f"incluster-ipam audit in the source: exit {src_code}, the leftovers named: {mentioned}",
         f"moved {len(before)} claims with their IPAddresses in {took:.1f} s; none changed, target "
