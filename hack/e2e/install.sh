@@ -8,3 +8,7 @@ cd "$root"
 bash hack/image/build.sh >/dev/null  # our image from the Dockerfile (tests/e2e/test_image_container.py)
 bash hack/vcsim/build.sh >/dev/null  # our vCenter simulator (govmomi), for tests/e2e/test_vsphere.py
 bash hack/capv/build.sh >/dev/null   # Cluster API Provider vSphere's manager and CRDs, same tests
+bash hack/upstream/build.sh >/dev/null            # upstream's provider v1.1.0 and its CRDs (migration)
+bash hack/clusterctl/build.sh >/dev/null          # clusterctl from Cluster API v1.14.2 (clusterctl move)
+bash hack/clusterctl/core-repository.sh >/dev/null  # Cluster API's providers as a local repository (init)
+bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)

@@ -18,6 +18,11 @@ SKIP_VALIDATE_DELETE_ANNOTATION = "ipam.cluster.x-k8s.io/skip-validate-delete-we
 DELETE_FOR_MOVE_ANNOTATION = "clusterctl.cluster.x-k8s.io/delete-for-move"
 #: Cluster API's convention for data that a down-conversion would otherwise lose.
 CONVERSION_DATA_ANNOTATION = "cluster.x-k8s.io/conversion-data"
+#: Ours, on an IPAddress left behind by ``clusterctl move``: its claim moved to another management cluster but
+#: the IPAddress stayed, as clusterctl neither deletes a cluster-scoped pool nor what the pool owns. The
+#: provider keeps such an IPAddress (its address now belongs to the target) so that this cluster never hands
+#: the address out again; the value is when the provider saw the move.
+MOVED_AWAY_ANNOTATION = "ipam.cluster.x-k8s.io/moved-away"
 #: Pause annotation honoured by the controllers.
 PAUSED_ANNOTATION = "cluster.x-k8s.io/paused"
 #: Label that makes ``clusterctl move`` carry the pools and what they own.

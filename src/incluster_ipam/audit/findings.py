@@ -45,6 +45,7 @@ from incluster_ipam.capi.objects import (
     cluster_is_paused,
     has_paused_annotation,
     is_deleting,
+    moved_away,
     name_of,
     namespace_of,
     pool_key_of,
@@ -375,6 +376,7 @@ class _Audit:
             self.add(Finding(FindingKind.OUT_OF_RANGE, (held.ref, pool_ref), message, pool_ref, held.text))
 
     def orphaned(self) -> None:
+        moved: list[str] = []
         for held in self.held:
             if not self.in_scope(held.ref) or not _settled(held.obj, self.now, self.grace):
                 continue
@@ -383,6 +385,9 @@ class _Audit:
             pool_ref = _pool_ref(held.pool_key)
             claim_ref = ObjectRef("IPAddressClaim", namespace, str(claim_name or ""))
             claim = self.claims.get((namespace, claim_name)) if isinstance(claim_name, str) else None
+            if claim is None and moved_away(held.obj):
+                moved.append(f"{held.ref} ({held.display})")
+                continue
             if not claim_name:
                 reason = "it names no claim (spec.claimRef.name is empty)"
             elif claim is None:
@@ -402,6 +407,11 @@ class _Audit:
             refs = (held.ref, claim_ref) if claim_name else (held.ref,)
             message = f"{held.ref} ({held.display}, {pool_ref}) is orphaned: {reason}"
             self.add(Finding(FindingKind.ORPHANED_ADDRESS, refs, message, pool_ref, held.text))
+        if moved:
+            self.notes.append(
+                f"{len(moved)} IPAddress(es) kept for claims that clusterctl moved to another management "
+                f"cluster (their addresses are held there; see docs/operations.md): {', '.join(moved)}"
+            )
 
     # -- per claim -----------------------------------------------------------------------------------
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from incluster_ipam.api.constants import GROUP, PAUSED_ANNOTATION, PoolKind, pool_kind
+from incluster_ipam.api.constants import (
+    DELETE_FOR_MOVE_ANNOTATION,
+    GROUP,
+    MOVED_AWAY_ANNOTATION,
+    PAUSED_ANNOTATION,
+    PoolKind,
+    pool_kind,
+)
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 WATCH_FILTER_LABEL = "cluster.x-k8s.io/watch-filter"
@@ -26,7 +33,8 @@ _KEPT_ANNOTATIONS = frozenset(
         PAUSED_ANNOTATION,
         *REQUESTED_ADDRESS_ANNOTATIONS,
         "ipam.cluster.x-k8s.io/skip-validate-delete-webhook",
-        "clusterctl.cluster.x-k8s.io/delete-for-move",
+        DELETE_FOR_MOVE_ANNOTATION,
+        MOVED_AWAY_ANNOTATION,
     }
 )
 #: Labels the provider looks at (claims and IPAddresses); all others are dropped.
@@ -148,6 +156,16 @@ def finalizers_of(obj: Mapping[str, Any]) -> list[str]:
 
 def has_paused_annotation(obj: Mapping[str, Any]) -> bool:
     return PAUSED_ANNOTATION in (obj["metadata"].get("annotations") or {})
+
+
+def deleted_for_move(obj: Mapping[str, Any]) -> bool:
+    """Being deleted by `clusterctl move` from the source cluster (its annotation, set before the delete)."""
+    return DELETE_FOR_MOVE_ANNOTATION in (obj["metadata"].get("annotations") or {})
+
+
+def moved_away(obj: Mapping[str, Any]) -> bool:
+    """An IPAddress the provider keeps for a claim that `clusterctl move` took to another cluster."""
+    return MOVED_AWAY_ANNOTATION in (obj["metadata"].get("annotations") or {})
 
 
 def cluster_is_paused(cluster: Mapping[str, Any]) -> bool:

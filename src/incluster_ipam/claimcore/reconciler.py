@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER
+from incluster_ipam.api.constants import ADDRESS_FINALIZER, CLAIM_FINALIZER, MOVED_AWAY_ANNOTATION
 from incluster_ipam.api.timestamps import now_time, parse_time
 from incluster_ipam.capi import contract as c
 from incluster_ipam.capi.objects import (
@@ -34,10 +34,12 @@ from incluster_ipam.capi.objects import (
     address_text,
     claim_cluster_name,
     cluster_is_paused,
+    deleted_for_move,
     finalizers_of,
     has_paused_annotation,
     is_deleting,
     key_of,
+    moved_away,
     name_of,
     namespace_of,
     passes_watch_filter,
@@ -96,6 +98,13 @@ class ClaimReconciler:
         self._watch_filter = watch_filter
         self._clock = clock
         self.fence: Fence = fence or Unfenced()
+        self._moved: set[str] = set()
+
+    def saw_claim(self, claim: Mapping[str, Any]) -> None:
+        """Called with every claim the informer delivers (deleted ones included): remembers the claims that
+        `clusterctl move` deletes, whose IPAddresses must then be kept (`_keep_moved_away`)."""
+        if deleted_for_move(claim):
+            self._moved.add(key_of(claim))
 
     def _send_within(self) -> float | None:
         """Seconds within which the next write must leave; raises `NotLeading` when leadership is not
@@ -136,6 +145,11 @@ class ClaimReconciler:
             return None
         deleting = is_deleting(claim)
         if not deleting and has_paused_annotation(claim):
+            return None
+        if deleting and deleted_for_move(claim):
+            # clusterctl move: the claim and its IPAddress were created in the target and clusterctl removes
+            # the finalizers itself; releasing the address here would hand it out twice.
+            self._moved.add(key)
             return None
         if not self._cluster_allows(claim, deleting):
             return None
@@ -189,7 +203,12 @@ class ClaimReconciler:
         if address is None:
             await self.backend.gone(key, None)
             return None
-        if not rules.controlled_by_claim(address, name) or self._orphan_paused(address):
+        if not rules.controlled_by_claim(address, name):
+            return None
+        if key in self._moved or moved_away(address):
+            await self._keep_moved_away(key, address)
+            return None
+        if self._orphan_paused(address):
             return None
         try:
             live = await self._client.get(self.resources.claims, name, namespace)
@@ -207,6 +226,34 @@ class ClaimReconciler:
         if await self._delete_address(address):
             await self.backend.released(address)
         return None
+
+    async def _keep_moved_away(self, key: str, address: Obj) -> None:
+        """The claim went to another management cluster with `clusterctl move`, its IPAddress stayed (a
+        global pool's: clusterctl leaves cluster-scoped pools and what they own in the source). The address
+        is the target's now: keep the IPAddress so that it stays held here, and mark it so that a restart
+        keeps it too (docs/operations.md, "clusterctl move")."""
+        self._moved.discard(key)
+        if moved_away(address):
+            return
+        log.info(
+            "claim %s was moved to another cluster by clusterctl; keeping IPAddress %s (%s) so that its "
+            "address is not handed out here again",
+            key,
+            key,
+            address_text(address),
+        )
+        patch = {"metadata": {"annotations": {MOVED_AWAY_ANNOTATION: now_time()}}}
+        try:
+            await self._client.patch(
+                self.resources.addresses,
+                name_of(address),
+                patch,
+                namespace_of(address),
+                send_within=self._send_within(),
+            )
+        except ApiError as exc:
+            if not is_not_found(exc):
+                raise
 
     def _orphan_paused(self, address: Obj) -> bool:
         """Paused (the IPAddress, its pool or the Cluster it is labelled with): leave it alone (a move)."""

@@ -165,6 +165,7 @@ class Provider:
         self.status = PoolStatusWriter(
             self.client, backend, self.metrics.pools, interval=self.options.status_interval
         )
+        claims.add_handler(self._saw_claim)  # leading or not: a claim deleted for a move, seen once
         claims.add_handler(self._when_leading(self._on_claim))
         claims.add_handler(self.metrics.claims.pending.handler(claim_pool_key, self.options.watch_filter))
         self.metrics.claims.start_controller(CONTROLLER)
@@ -193,6 +194,11 @@ class Provider:
     def _enqueue(self, keys: list[str]) -> None:
         for key in keys:
             self.queue.add(key)
+
+    def _saw_claim(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        if obj is not None and self.reconciler is not None:
+            self.reconciler.saw_claim(obj)
 
     def _on_claim(self, event: str, old: Obj | None, new: Obj | None) -> None:
         self._enqueue(watches.claim_event(event, old, new, claim_pool_key, self.options.watch_filter))

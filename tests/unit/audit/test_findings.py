@@ -297,6 +297,16 @@ def test_an_address_without_its_claim_is_orphaned() -> None:
     )
 
 
+def test_an_address_kept_for_a_claim_moved_away_is_a_note_not_a_finding() -> None:
+    """clusterctl move leaves global pools' IPAddresses in the source; the provider keeps them."""
+    pool = ip_pool("pool", "ns", ["10.0.0.0/24"], 24)
+    kept = address("a", "ns", "10.0.0.5", "pool")
+    kept["metadata"]["annotations"] = {"ipam.cluster.x-k8s.io/moved-away": "2026-12-02T03:00:00Z"}
+    report = run([pool], [], [kept])
+    assert kinds(report) == []
+    assert any("moved to another management cluster" in note for note in report.notes), report.notes
+
+
 def test_a_claim_in_another_namespace_does_not_own_the_address() -> None:
     pool = ip_pool("pool", "ns", ["10.0.0.0/24"], 24)
     report = run(

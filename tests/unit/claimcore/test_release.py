@@ -241,3 +241,38 @@ async def test_finalizers_are_removed_by_uid(world: World) -> None:
     assert patch.body["metadata"]["uid"]
     assert patch.body["metadata"]["finalizers"] is None
     assert CLAIM_FINALIZER not in (world.api.writes("patch")[-1].body["metadata"].get("finalizers") or [])
+
+
+# ---- clusterctl move -----------------------------------------------------------------------------------
+
+
+async def test_a_claim_deleted_for_a_move_keeps_its_ipaddress_and_address(world: World) -> None:
+    """clusterctl move annotates, deletes, then strips the finalizers itself: nothing is released."""
+    await bound(world)
+    claim = world.api.objects[("ipaddressclaims", "ns", "c")]
+    claim["metadata"]["annotations"] = {"clusterctl.cluster.x-k8s.io/delete-for-move": ""}
+    await delete_claim(world)
+    assert await world.reconciler.reconcile("ns/c") is None
+    assert world.stored_address() is not None
+    assert world.backend.called("released") == []
+
+
+async def test_the_leftover_of_a_moved_claim_is_kept_and_marked(world: World) -> None:
+    """A global pool's IPAddress stays in the source after the move: its address is the target's now."""
+    await bound(world)
+    claim = dict(world.api.objects.pop(("ipaddressclaims", "ns", "c")))
+    claim["metadata"] = {
+        **claim["metadata"],
+        "annotations": {"clusterctl.cluster.x-k8s.io/delete-for-move": ""},
+    }
+    world.reconciler.saw_claim(claim)
+    await world.reconciler.reconcile("ns/c")
+    kept = world.stored_address()
+    assert kept is not None
+    assert "ipam.cluster.x-k8s.io/moved-away" in kept["metadata"]["annotations"]
+    assert world.backend.called("released") == []
+    # marked: kept after a restart too (a fresh reconciler never saw the claim)
+    world.reconciler._moved.clear()
+    await world.reconciler.reconcile("ns/c")
+    assert world.stored_address() is not None
+    assert world.backend.called("released") == []
