@@ -78,8 +78,8 @@ if [ ! -f "$archive" ]; then
   # and the current base (each build of changed sources would otherwise add ~300 MB to the cache).
   "${buildah[@]}" rmi --force "$image" >/dev/null 2>&1 || true
   "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
-  "${buildah[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '/incluster-ipam-base:' | grep -v ":$base_key\$" \
-    | while read -r old; do "${buildah[@]}" rmi --force "$old" >/dev/null 2>&1 || true; done
-  ls -t "$cache"/incluster-ipam-*.oci.tar | tail -n +4 | while read -r old; do rm -f "$old"; done
+  { "${buildah[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '/incluster-ipam-base:' | grep -v ":$base_key\$" \
+      | while read -r old; do "${buildah[@]}" rmi --force "$old" >/dev/null 2>&1 || true; done; } || true
+  { ls -t "$cache"/incluster-ipam-*.oci.tar | tail -n +4 | while read -r old; do rm -f "$old"; done; } || true
 fi
 echo "$archive"
