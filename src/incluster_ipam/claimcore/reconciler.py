@@ -177,10 +177,11 @@ class ClaimReconciler:
         kube-apiserver can remove a claim whose finalizer was added while its DELETE was in flight: the
         finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
         created for it would hold its address forever. Only an IPAddress of the backend's pools, controlled
-        by a claim of that name, is deleted, and only when no claim of that name exists that would adopt it.
-        When no IPAddress of that name exists any more, the backend hears so. A young IPAddress is given
-        `ORPHAN_GRACE_SECONDS` first: a restore (Velero, a hand-made backup) may create the IPAddress a
-        moment before its claim, and the claim then adopts it.
+        by a claim of that name (or left by the garbage collector without that reference, since the pool
+        still owns it: `rules.left_by_collector`), is deleted, and only when no claim of that name exists
+        that would adopt it. When no IPAddress of that name exists any more, the backend hears so. A young
+        IPAddress is given `ORPHAN_GRACE_SECONDS` first: a restore (Velero, a hand-made backup) may create
+        the IPAddress a moment before its claim, and the claim then adopts it.
         """
         if not self.backend.holds(key):
             return None
@@ -189,7 +190,8 @@ class ClaimReconciler:
         if address is None:
             await self.backend.gone(key, None)
             return None
-        if not rules.controlled_by_claim(address, name) or self._orphan_paused(address):
+        made_for_it = rules.controlled_by_claim(address, name) or rules.left_by_collector(address, name)
+        if not made_for_it or self._orphan_paused(address):
             return None
         try:
             live = await self._client.get(self.resources.claims, name, namespace)

@@ -62,6 +62,23 @@ def controlled_by_claim(address: Mapping[str, Any], name: str) -> bool:
     )
 
 
+def left_by_collector(address: Mapping[str, Any], name: str) -> bool:
+    """The IPAddress names the claim and is what the garbage collector leaves of one made for it once the
+    claim is gone: our finalizer and the pool's owner reference, the claim's reference dropped (the pool
+    still owns it, so the collector does not delete it), no controller."""
+    if claim_ref_name(address) != name or controller_of(address) is not None:
+        return False
+    if ADDRESS_FINALIZER not in finalizers_of(address):
+        return False
+    pool = pool_ref_of(address)
+    return pool is not None and any(
+        o.get("kind") == pool[1]
+        and o.get("name") == pool[2]
+        and str(o.get("apiVersion", "")).split("/")[0] == pool[0]
+        for o in address["metadata"].get("ownerReferences") or []
+    )
+
+
 def controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
     controller = controller_of(address)

@@ -61,6 +61,22 @@ def test_who_controls() -> None:
     assert rules.controller_of(none) is None
 
 
+def test_left_by_collector_is_ours_minus_the_claims_reference() -> None:
+    pool_owner = {"apiVersion": f"{GROUP}/v1alpha2", "kind": "InClusterIPPool", "name": "p", "uid": "u"}
+    left = address([pool_owner])
+    left["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert rules.left_by_collector(left, "c")
+    assert not rules.left_by_collector(left, "other")
+    without_finalizer = address([pool_owner])
+    assert not rules.left_by_collector(without_finalizer, "c")  # e.g. an admin's reservation
+    nothing = address([])
+    nothing["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert not rules.left_by_collector(nothing, "c")
+    controlled = address([pool_owner, owner("ConfigMap", "x", "cm", True)])
+    controlled["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert not rules.left_by_collector(controlled, "c")
+
+
 def test_meant_for_needs_the_claims_pool_and_name_and_no_foreign_controller() -> None:
     assert rules.meant_for(CLAIM, address([]))
     assert rules.meant_for(CLAIM, address([owner("IPAddressClaim", "c", "old-uid", True)]))
