@@ -85,8 +85,12 @@ async def delete_all(stack: Stack, namespace: str, shared: str) -> None:
     for resource in (CLAIMS, ADDRESSES):
         for obj in (await stack.client.list(resource, namespace)).items:
             name = obj["metadata"]["name"]
-            await stack.client.patch(resource, name, strip, namespace)
-            await stack.client.delete(resource, name, namespace)
+            try:  # the provider may delete an IPAddress whose claim went first
+                await stack.client.patch(resource, name, strip, namespace)
+                await stack.client.delete(resource, name, namespace)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
     for resource, name, where in ((IP_POOLS, "workers", namespace), (GLOBAL_IP_POOLS, shared, None)):
         await stack.client.patch(resource, name, strip, where)
 

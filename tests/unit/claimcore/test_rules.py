@@ -112,6 +112,10 @@ OWNERS = st.lists(
     ),
     max_size=4,
     unique_by=lambda o: o["uid"],
+).map(
+    lambda owners: [
+        {**o, "apiVersion": f"{GROUP}/v1alpha2"} if o["kind"] == "InClusterIPPool" else o for o in owners
+    ]
 )
 
 
@@ -134,6 +138,9 @@ def test_the_adoption_patch_converges_and_never_makes_two_controllers(
     assert any(o["uid"] == "pool-uid" for o in refs)
     assert not any(
         o["kind"] == "IPAddressClaim" and o["name"] == "c" and o["uid"] != "claim-uid" for o in refs
+    )
+    assert not any(  # a restored pool's stale UID
+        o["kind"] == "InClusterIPPool" and o["name"] == "p" and o["uid"] != "pool-uid" for o in refs
     )
     assert (ADDRESS_FINALIZER in obj["metadata"]["finalizers"]) == (finalized or not deleting)
     assert obj["metadata"]["labels"] == {CLUSTER_NAME_LABEL: "cl"}
