@@ -114,7 +114,13 @@ async def delete_all(stack: Stack, namespace: str, shared: str) -> None:
     await eventually(empty, 30.0, "every claim and IPAddress to be gone")
 
 
-VARIANTS = [("velero", "claims-first"), ("velero", "addresses-first"), ("kubectl", "addresses-first")]
+VARIANTS = [
+    ("velero", "claims-first"),
+    ("velero", "addresses-first"),
+    ("kubectl", "addresses-first"),
+    # the provider down while the collector deletes the IPAddresses with stale owners, up again after
+    ("kubectl", "addresses-first-collected"),
+]
 
 
 @pytest.fixture
@@ -169,9 +175,24 @@ async def test_restore_keeps_every_address_and_repairs_ownership(
     await restore(stack, GLOBAL_IP_POOLS, pools[:1])
     await restore(stack, IP_POOLS, pools[1:])
     steps = [(CLAIMS, claims), (ADDRESSES, addresses)]
-    skipped = 0
-    for resource, bodies in steps if order == "claims-first" else reversed(steps):
-        skipped += (await restore(stack, resource, bodies))[1]
+    skipped = collected = 0
+    if order == "addresses-first-collected":
+        await stack.provider.stop()
+        try:
+            skipped += (await restore(stack, ADDRESSES, addresses))[1]
+
+            async def all_collected() -> int:
+                listed = await stack.cluster.addresses(ns)
+                marked = sum(1 for a in listed if a["metadata"].get("deletionTimestamp"))
+                return marked if marked == len(addresses) else 0
+
+            collected = await eventually(all_collected, 30.0, "the collector to delete the IPAddresses")
+            skipped += (await restore(stack, CLAIMS, claims))[1]
+        finally:
+            await stack.provider.start()
+    else:
+        for resource, bodies in steps if order == "claims-first" else reversed(steps):
+            skipped += (await restore(stack, resource, bodies))[1]
     restored = time.monotonic() - started
     await stack.cluster.wait_all_bound(ns)
     verdict = await stack.settle(ns, f"{style}/{order}: after the restore")
@@ -210,7 +231,8 @@ async def test_restore_keeps_every_address_and_repairs_ownership(
     await stack.settle(ns, f"{style}/{order}: after new claims")
     print(
         f"{style}/{order}: {len(pools)} pools, {len(claims)} claims, {len(addresses)} IPAddresses restored "
-        f"in {restored:.1f} s ({skipped} skipped as existing), repaired and audited clean after "
+        f"in {restored:.1f} s ({skipped} skipped as existing, {collected} marked for deletion by the "
+        f"collector), repaired and audited clean after "
         f"{repaired:.1f} s; {len(verdict.snapshot.addresses)} IPAddresses in the final snapshot",
         flush=True,
     )
