@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--capi-version", default=None, help="Cluster API release whose CRDs to install")
     dev.add_argument("--no-provider", action="store_true", help="only the control plane, no provider")
+    dev.add_argument(
+        "--controller-manager",
+        action="store_true",
+        help="also run kube-controller-manager (garbage collector, namespace controller)",
+    )
     add_provider_flags(dev)
     # Local development: plain metrics on :8080, no authenticated diagnostics endpoint.
     dev.set_defaults(metrics_bind_address=":8080", diagnostics_address="0")
@@ -209,9 +214,11 @@ async def _dev_cluster(args: argparse.Namespace) -> int:
         extra_crds=crds(""),
         workdir=workdir,
         kubeconfig_path=kubeconfig,
+        controller_manager=args.controller_manager,
     )
     stop = install_signal_handlers()
-    print("starting etcd and kube-apiserver on 127.0.0.1 ...", flush=True)
+    names = "etcd, kube-apiserver and kube-controller-manager" if args.controller_manager else ""
+    print(f"starting {names or 'etcd and kube-apiserver'} on 127.0.0.1 ...", flush=True)
     async with plane:
         print(f"control plane ready in {plane.startup_seconds:.1f} s: {plane.server}", flush=True)
         if args.no_provider:

@@ -38,7 +38,9 @@ _KEPT_ANNOTATIONS = frozenset(
     }
 )
 #: Labels the provider looks at (claims and IPAddresses); all others are dropped.
-_KEPT_LABELS = frozenset({CLUSTER_NAME_LABEL, WATCH_FILTER_LABEL})
+#: Velero labels what it restores: a restored claim waits a moment for its restored IPAddress.
+VELERO_RESTORE_LABEL = "velero.io/restore-name"
+_KEPT_LABELS = frozenset({CLUSTER_NAME_LABEL, WATCH_FILTER_LABEL, VELERO_RESTORE_LABEL})
 _KEPT_METADATA = (
     "name",
     "namespace",

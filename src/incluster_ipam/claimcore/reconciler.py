@@ -20,6 +20,7 @@ Safety rules (the December reliability review):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from incluster_ipam.api.timestamps import now_time, parse_time
 from incluster_ipam.capi import contract as c
 from incluster_ipam.capi.objects import (
     CLUSTER_NAME_LABEL,
+    VELERO_RESTORE_LABEL,
     Obj,
     address_text,
     claim_cluster_name,
@@ -60,6 +62,13 @@ log = logging.getLogger(__name__)
 #: Seconds an IPAddress whose claim does not exist is left alone after its creation (a restore may create
 #: it before its claim); older ones that outlived their claims are deleted.
 ORPHAN_GRACE_SECONDS = 15.0
+#: Seconds a claim restored by Velero (labelled `RESTORE_LABEL`) waits for its restored IPAddress before
+#: an address is allocated: Velero restores claims before IPAddresses (alphabetical order).
+RESTORE_GRACE_SECONDS = 15.0
+RESTORE_LABEL = VELERO_RESTORE_LABEL
+#: IPAddresses being re-created in place (by UID) and restored claims waiting (by key) remembered at most;
+#: the oldest are forgotten first.
+RENEWALS = 4096
 
 
 def created_at(obj: Mapping[str, Any]) -> float:
@@ -98,6 +107,8 @@ class ClaimReconciler:
         self._watch_filter = watch_filter
         self._clock = clock
         self.fence: Fence = fence or Unfenced()
+        self._renewing: dict[str, None] = {}
+        self._restored_seen: dict[str, float] = {}
         self._moved: set[str] = set()
 
     def saw_claim(self, claim: Mapping[str, Any]) -> None:
@@ -191,10 +202,11 @@ class ClaimReconciler:
         kube-apiserver can remove a claim whose finalizer was added while its DELETE was in flight: the
         finalizer patch succeeds, the claim vanishes anyway (kubernetes/kubernetes#77988), and the IPAddress
         created for it would hold its address forever. Only an IPAddress of the backend's pools, controlled
-        by a claim of that name, is deleted, and only when no claim of that name exists that would adopt it.
-        When no IPAddress of that name exists any more, the backend hears so. A young IPAddress is given
-        `ORPHAN_GRACE_SECONDS` first: a restore (Velero, a hand-made backup) may create the IPAddress a
-        moment before its claim, and the claim then adopts it.
+        by a claim of that name (or left by the garbage collector without that reference, since the pool
+        still owns it: `rules.left_by_collector`), is deleted, and only when no claim of that name exists
+        that would adopt it. When no IPAddress of that name exists any more, the backend hears so. A young
+        IPAddress is given `ORPHAN_GRACE_SECONDS` first: a restore (Velero, a hand-made backup) may create
+        the IPAddress a moment before its claim, and the claim then adopts it.
         """
         if not self.backend.holds(key):
             return None
@@ -203,7 +215,8 @@ class ClaimReconciler:
         if address is None:
             await self.backend.gone(key, None)
             return None
-        if not rules.controlled_by_claim(address, name):
+        made_for_it = rules.controlled_by_claim(address, name) or rules.left_by_collector(address, name)
+        if not made_for_it:
             return None
         if key in self._moved or moved_away(address):
             await self._keep_moved_away(key, address)
@@ -293,6 +306,9 @@ class ClaimReconciler:
         if conflict is not None:
             await self.backend.abandon(key)
             return await self._request_failed(claim, conflict)
+        waiting = self._restore_wait(claim)
+        if waiting > 0:
+            return Result(requeue_after=waiting)
         started = time.perf_counter()
         try:
             grant = await self.backend.reserve(key, pool, request.text if request is not None else None)
@@ -366,6 +382,9 @@ class ClaimReconciler:
         self, claim: Obj, pool: PoolRef, address: Obj, request: rules.AddressRequest | None = None
     ) -> Result | None:
         """An IPAddress of the claim's name exists: keep its spec, make sure it is ours and counted."""
+        ours = rules.controls(claim, address)
+        if self._renewable(claim, pool, address, ours):
+            return await self._renew(claim, pool, address)
         # A reservation kept for it (a create whose answer was lost, that landed after all) has served its
         # purpose, or will not be used while the IPAddress stands.
         await self.backend.abandon(key_of(claim))
@@ -409,9 +428,56 @@ class ClaimReconciler:
                     return Result(requeue=True)
                 raise
         if is_deleting(address):
+            if not ours:
+                return await self._renew(claim, pool, address)
             log.info("IPAddress %s is being deleted while its claim lives", key_of(address))
         await self._set_ready(claim, rules.bound(text, pool, request), address_name=name_of(address))
         return None
+
+    def _restore_wait(self, claim: Obj) -> float:
+        """Seconds a claim restored by Velero still waits for its restored IPAddress (0: allocate now),
+        counted from when this process first saw it unbound (the cache keeps no creation times)."""
+        if RESTORE_LABEL not in (claim["metadata"].get("labels") or {}):
+            return 0.0
+        key, now = key_of(claim), self._clock()
+        first = self._restored_seen.setdefault(key, now)
+        while len(self._restored_seen) > RENEWALS:
+            del self._restored_seen[next(iter(self._restored_seen))]
+        remaining = RESTORE_GRACE_SECONDS - (now - first)
+        if remaining <= 0:
+            self._restored_seen.pop(key, None)
+            return 0.0
+        return remaining
+
+    def _renewable(self, claim: Obj, pool: PoolRef, address: Obj, ours: bool) -> bool:
+        """Being deleted, not as the claim's own IPAddress (or already being renewed), and one the claim
+        may take: of its pool, meant for it, its address held by nobody else."""
+        if not is_deleting(address) or (ours and uid_of(address) not in self._renewing):
+            return False
+        if not rules.same_pool(address, pool) or rules.adoption_refusal(claim, address) is not None:
+            return False
+        return self.backend.refusal(claim, pool, address) is None
+
+    async def _renew(self, claim: Obj, pool: PoolRef, address: Obj) -> Result:
+        """The IPAddress the claim takes is being deleted, and not as the claim's own: the garbage collector
+        deletes a restored IPAddress whose owner references carry the UIDs of objects that are gone. Keep
+        its address: queue the claim for exactly that address (it is the claim's the moment the old object
+        goes), let the old object go, and create it anew (the next reconcile)."""
+        uid = uid_of(address)
+        if uid is not None and uid not in self._renewing:
+            self._renewing[uid] = None
+            while len(self._renewing) > RENEWALS:
+                del self._renewing[next(iter(self._renewing))]
+            log.info(
+                "IPAddress %s (%s) is being deleted while its claim lives (stale owners): re-creating it",
+                key_of(address),
+                address_text(address),
+            )
+        with contextlib.suppress(Unavailable, Exhausted, NotReady):  # queued for it behind the old object
+            await self.backend.reserve(key_of(claim), pool, address_text(address))
+        if await self._delete_address(address):
+            await self.backend.released(address)
+        return Result(requeue_after=0.2)
 
     # ---- release ----------------------------------------------------------------------------------------
 

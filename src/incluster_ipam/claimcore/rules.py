@@ -62,6 +62,23 @@ def controlled_by_claim(address: Mapping[str, Any], name: str) -> bool:
     )
 
 
+def left_by_collector(address: Mapping[str, Any], name: str) -> bool:
+    """The IPAddress names the claim and is what the garbage collector leaves of one made for it once the
+    claim is gone: our finalizer and the pool's owner reference, the claim's reference dropped (the pool
+    still owns it, so the collector does not delete it), no controller."""
+    if claim_ref_name(address) != name or controller_of(address) is not None:
+        return False
+    if ADDRESS_FINALIZER not in finalizers_of(address):
+        return False
+    pool = pool_ref_of(address)
+    return pool is not None and any(
+        o.get("kind") == pool[1]
+        and o.get("name") == pool[2]
+        and str(o.get("apiVersion", "")).split("/")[0] == pool[0]
+        for o in address["metadata"].get("ownerReferences") or []
+    )
+
+
 def controls(claim: Mapping[str, Any], address: Mapping[str, Any]) -> bool:
     """The IPAddress is already this claim's: its controller is this very claim (by UID)."""
     controller = controller_of(address)
@@ -125,18 +142,28 @@ def adoption_patch(
     contract: c.Contract, claim: Mapping[str, Any], pool: PoolRef, address: Mapping[str, Any]
 ) -> Obj | None:
     """The merge patch that makes an adopted IPAddress the claim's (None when it already is): the claim's
-    and the pool's owner references (the claim as controller unless something else is), our finalizer
+    and the pool's owner references (the claim as controller unless something else is; references to
+    earlier objects of their names replaced), our finalizer
     (unless it is being deleted) and the claim's cluster label. Optimistically locked."""
     metadata = address["metadata"]
     finalizers = finalizers_of(address)
     name, uid = name_of(claim), claim["metadata"]["uid"]
-    # A controller reference to an earlier claim of this name (a restore keeps stale UIDs) names an object
-    # that cannot exist any more (names are unique): the live claim takes its place.
-    owners: list[Obj] = [
-        dict(o)
-        for o in metadata.get("ownerReferences") or []
-        if not (o.get("kind") == "IPAddressClaim" and o.get("name") == name and o.get("uid") != uid)
-    ]
+
+    # A reference to an earlier claim of this name, or to an earlier pool of the pool's name (a restore keeps
+    # stale UIDs), names an object that cannot exist any more (names are unique): the live one takes its
+    # place.
+    def stale(owner: Mapping[str, Any]) -> bool:
+        if owner.get("kind") == "IPAddressClaim" and owner.get("name") == name:
+            return bool(owner.get("uid") != uid)
+        return bool(
+            pool.uid
+            and owner.get("kind") == pool.kind
+            and owner.get("name") == pool.name
+            and str(owner.get("apiVersion", "")).split("/")[0] == pool.group
+            and owner.get("uid") != pool.uid
+        )
+
+    owners: list[Obj] = [dict(o) for o in metadata.get("ownerReferences") or [] if not stale(o)]
     changed = len(owners) != len(metadata.get("ownerReferences") or [])
     other_controller = any(o.get("controller") and o.get("uid") != uid for o in owners)
     for ref in c.owner_references(contract, claim, pool):

@@ -16,7 +16,7 @@ from incluster_ipam.capi.objects import (
     namespace_of,
     passes_watch_filter,
 )
-from incluster_ipam.kube import DELETED
+from incluster_ipam.kube import ADDED, DELETED
 from incluster_ipam.runtime import SYNC
 
 _READ_METADATA = ("generation", "deletionTimestamp", "labels", "annotations")
@@ -53,13 +53,17 @@ def address_event(
     event: str, old: Obj | None, new: Obj | None, claim_exists: Callable[[str], bool]
 ) -> list[str]:
     """An IPAddress event: on deletion, a live claim of that name needs a new address; otherwise an
-    IPAddress whose claim is gone is reconciled (deleted if it is ours)."""
+    IPAddress whose claim is gone is reconciled (deleted if it is ours). A new IPAddress without a
+    controller (a restore stripped its owners) wakes the claim of its name, which may be waiting for it."""
     obj = new or old
     assert obj is not None
     key = key_of(obj)
     if event == DELETED:
         return [key]
-    return [] if claim_exists(key) else [key]
+    if not claim_exists(key):
+        return [key]
+    owners = obj["metadata"].get("ownerReferences") or []
+    return [key] if event == ADDED and not any(o.get("controller") for o in owners) else []
 
 
 def cluster_event(

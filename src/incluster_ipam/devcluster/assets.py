@@ -33,13 +33,19 @@ class AssetsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Assets:
-    """A populated cache directory: `bin/{kube-apiserver,etcd}` and `crds/capi-<version>/`."""
+    """A populated cache directory: `bin/{kube-apiserver,etcd,kube-controller-manager}` and
+    `crds/capi-<version>/`."""
 
     root: Path
 
     @property
     def kube_apiserver(self) -> Path:
         return self.root / "bin" / "kube-apiserver"
+
+    @property
+    def kube_controller_manager(self) -> Path:
+        """Optional (not validated): only `ControlPlane(controller_manager=True)` needs it."""
+        return self.root / "bin" / "kube-controller-manager"
 
     @property
     def etcd(self) -> Path:

@@ -14,7 +14,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,7 +22,13 @@ from typing import Any
 import aiohttp
 import yaml
 
-from .assets import CURRENT_CAPI, Assets, ensure_assets
+from .assets import CURRENT_CAPI, Assets, AssetsError, ensure_assets
+from .controllermanager import (
+    CONTROLLER_MANAGER_USER,
+    DEFAULT_CONTROLLERS,
+    ControllerManagerFiles,
+    controller_manager_argv,
+)
 from .pki import CertificateAuthority, service_account_keys
 from .process import ManagedProcess, ProcessError
 
@@ -50,7 +56,9 @@ class ControlPlane:
     """etcd and kube-apiserver on 127.0.0.1 with a temp data dir, usable as an async context manager.
 
     `crds` are installed after start; `capi_version` selects which Cluster API release's CRDs are
-    installed (None: none).
+    installed (None: none). With `controller_manager`, kube-controller-manager runs too (`controllers`, by
+    default the garbage collector and the namespace controller), started after the CRDs are installed and
+    ready once the garbage collector has collected a probe object.
     """
 
     def __init__(
@@ -62,6 +70,8 @@ class ControlPlane:
         workdir: Path | None = None,
         kubeconfig_path: Path | None = None,
         start_timeout: float = 90.0,
+        controller_manager: bool = False,
+        controllers: Sequence[str] = DEFAULT_CONTROLLERS,
     ) -> None:
         self._assets = assets
         self._capi_version = capi_version
@@ -72,6 +82,10 @@ class ControlPlane:
         self._start_timeout = start_timeout
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
+        self.controller_manager: ManagedProcess | None = None
+        self._with_controller_manager = controller_manager
+        self._controllers = tuple(controllers)
+        self.controller_manager_seconds = 0.0
         self.etcd_url = ""
         self.server = ""
         self.ca_file = self.workdir / "pki" / "ca.crt"
@@ -104,11 +118,14 @@ class ControlPlane:
         self._write_kubeconfig()
         crds = list(self._assets.capi_crds(self._capi_version)) if self._capi_version else []
         await self.install_crds([*crds, *self._extra_crds])
+        if self._with_controller_manager:
+            await self._start_controller_manager()
         self.startup_seconds = time.monotonic() - started
 
     async def stop(self) -> None:
-        """Stop both processes (apiserver first) and remove the temp dir; safe to call twice."""
-        for proc in (self.apiserver, self.etcd):
+        """Stop the processes (controller manager, apiserver, etcd) and remove the temp dir; safe to call
+        twice."""
+        for proc in (self.controller_manager, self.apiserver, self.etcd):
             if proc is not None:
                 await proc.stop()
         if self._own_workdir:
@@ -129,6 +146,9 @@ class ControlPlane:
         ca = CertificateAuthority()
         serving = ca.serving((HOST, "localhost"))
         admin = ca.client(ADMIN_USER, ("system:masters",))
+        # Its own identity; in system:masters because with one identity for every controller the
+        # garbage collector must delete any kind (a real cluster gives it a service account instead).
+        controllers = ca.client(CONTROLLER_MANAGER_USER, ("system:masters",))
         service_accounts = service_account_keys()
         files = {
             "ca.crt": ca.cert_pem,
@@ -136,6 +156,8 @@ class ControlPlane:
             "serving.key": serving.key_pem,
             "admin.crt": admin.cert_pem,
             "admin.key": admin.key_pem,
+            "controller-manager.crt": controllers.cert_pem,
+            "controller-manager.key": controllers.key_pem,
             "sa.pub": service_accounts.cert_pem,
             "sa.key": service_accounts.key_pem,
         }
@@ -151,6 +173,11 @@ class ControlPlane:
         return self._ca
 
     def _write_kubeconfig(self) -> None:
+        self._write_kubeconfig_for(
+            self.kubeconfig_path, ADMIN_USER, self.admin_cert_file, self.admin_key_file
+        )
+
+    def _write_kubeconfig_for(self, path: Path, user: str, cert_file: Path, key_file: Path) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -165,24 +192,24 @@ class ControlPlane:
             ],
             "users": [
                 {
-                    "name": ADMIN_USER,
+                    "name": user,
                     "user": {
-                        "client-certificate-data": _b64(self.admin_cert_file.read_bytes()),
-                        "client-key-data": _b64(self.admin_key_file.read_bytes()),
+                        "client-certificate-data": _b64(cert_file.read_bytes()),
+                        "client-key-data": _b64(key_file.read_bytes()),
                     },
                 }
             ],
             "contexts": [
                 {
                     "name": "incluster-ipam-dev",
-                    "context": {"cluster": "incluster-ipam-dev", "user": ADMIN_USER},
+                    "context": {"cluster": "incluster-ipam-dev", "user": user},
                 }
             ],
             "current-context": "incluster-ipam-dev",
         }
-        self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
-        self.kubeconfig_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig_path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client TLS context that trusts the apiserver and presents the admin certificate."""
@@ -271,6 +298,82 @@ class ControlPlane:
                     raise
         assert last_error is not None
         raise last_error
+
+    async def _start_controller_manager(self) -> None:
+        assert self._assets is not None
+        binary = self._assets.kube_controller_manager
+        if not binary.is_file():
+            raise AssetsError(
+                f"{binary} is missing: run hack/controlplane/build.sh (it builds kube-controller-manager)"
+            )
+        started = time.monotonic()
+        pki = self.workdir / "pki"
+        files = ControllerManagerFiles(
+            kubeconfig=self.workdir / "controller-manager.kubeconfig",
+            service_account_key=pki / "sa.key",
+            root_ca=pki / "ca.crt",
+            cert_dir=self.workdir / "controller-manager-certs",
+        )
+        self._write_kubeconfig_for(
+            files.kubeconfig,
+            CONTROLLER_MANAGER_USER,
+            pki / "controller-manager.crt",
+            pki / "controller-manager.key",
+        )
+        last_error: ProcessError | None = None
+        for _attempt in range(3):
+            port = free_port()
+            argv = controller_manager_argv(binary, files, host=HOST, port=port, controllers=self._controllers)
+            proc = ManagedProcess(
+                "kube-controller-manager", argv, self.workdir / "logs" / "kube-controller-manager.log"
+            )
+            await proc.start()
+            self.controller_manager = proc
+            try:
+                await self._wait_http(proc, f"https://{HOST}:{port}/healthz", ssl_context=None)
+                break
+            except ProcessError as exc:
+                last_error = exc
+                await proc.stop()
+                if "address already in use" not in str(exc):
+                    raise
+        else:
+            assert last_error is not None
+            raise last_error
+        if "garbagecollector" in self._controllers:
+            await self._wait_garbage_collector(proc)
+        self.controller_manager_seconds = time.monotonic() - started
+
+    async def _wait_garbage_collector(self, proc: ManagedProcess) -> None:
+        """Ready means working: a ConfigMap owned by a deleted ConfigMap is collected."""
+        path = "/api/v1/namespaces/default/configmaps"
+        stem = f"gc-probe-{int(time.time() * 1000)}"
+        deadline = time.monotonic() + self._start_timeout
+        async with self.session() as http:
+            async with http.post(path, json={"metadata": {"name": f"{stem}-owner"}}) as resp:
+                await _expect_ok(resp, "create the garbage collector's probe owner")
+                owner = await resp.json()
+            reference = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+            }
+            dependent = {"metadata": {"name": f"{stem}-dependent", "ownerReferences": [reference]}}
+            async with http.post(path, json=dependent) as resp:
+                await _expect_ok(resp, "create the garbage collector's probe dependent")
+            async with http.delete(f"{path}/{stem}-owner") as resp:
+                await _expect_ok(resp, "delete the garbage collector's probe owner")
+            while True:
+                proc.check_alive()
+                async with http.get(f"{path}/{stem}-dependent") as resp:
+                    if resp.status == 404:
+                        return
+                if time.monotonic() > deadline:
+                    raise proc.failure(
+                        f"did not collect a dependent of a deleted object within {self._start_timeout:.0f} s"
+                    )
+                await asyncio.sleep(0.1)
 
     async def _wait_apiserver_ready(self, proc: ManagedProcess) -> None:
         context = ssl.create_default_context(cafile=str(self.ca_file))

@@ -165,6 +165,21 @@ async def test_a_young_ipaddress_without_its_claim_is_given_time_for_the_claim_t
     assert world.stored_address() is None
 
 
+async def test_what_the_collector_leaves_of_an_ipaddress_whose_claim_vanished_is_deleted(
+    world: World,
+) -> None:
+    """The claim went without our finalizer's say; the collector dropped its owner reference (the pool still
+    owns the IPAddress, so the collector does not delete it). Found by tests/e2e/test_deletion_gc.py."""
+    await bound(world)
+    world.api.objects.pop(("ipaddressclaims", "ns", "c"))
+    meta = world.api.objects[("ipaddresses", "ns", "c")]["metadata"]
+    meta["ownerReferences"] = [o for o in meta["ownerReferences"] if o["kind"] != "IPAddressClaim"]
+    assert [o["kind"] for o in meta["ownerReferences"]] == ["InClusterIPPool"]
+    await world.reconciler.reconcile("ns/c")
+    assert world.stored_address() is None
+    assert world.backend.called("released") == ["ns/c"]
+
+
 async def test_an_ipaddress_the_backend_does_not_hold_is_not_looked_at(world: World) -> None:
     world.address()
     await world.reconciler.reconcile("ns/c")

@@ -61,6 +61,22 @@ def test_who_controls() -> None:
     assert rules.controller_of(none) is None
 
 
+def test_left_by_collector_is_ours_minus_the_claims_reference() -> None:
+    pool_owner = {"apiVersion": f"{GROUP}/v1alpha2", "kind": "InClusterIPPool", "name": "p", "uid": "u"}
+    left = address([pool_owner])
+    left["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert rules.left_by_collector(left, "c")
+    assert not rules.left_by_collector(left, "other")
+    without_finalizer = address([pool_owner])
+    assert not rules.left_by_collector(without_finalizer, "c")  # e.g. an admin's reservation
+    nothing = address([])
+    nothing["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert not rules.left_by_collector(nothing, "c")
+    controlled = address([pool_owner, owner("ConfigMap", "x", "cm", True)])
+    controlled["metadata"]["finalizers"] = [ADDRESS_FINALIZER]
+    assert not rules.left_by_collector(controlled, "c")
+
+
 def test_meant_for_needs_the_claims_pool_and_name_and_no_foreign_controller() -> None:
     assert rules.meant_for(CLAIM, address([]))
     assert rules.meant_for(CLAIM, address([owner("IPAddressClaim", "c", "old-uid", True)]))
@@ -96,6 +112,10 @@ OWNERS = st.lists(
     ),
     max_size=4,
     unique_by=lambda o: o["uid"],
+).map(
+    lambda owners: [
+        {**o, "apiVersion": f"{GROUP}/v1alpha2"} if o["kind"] == "InClusterIPPool" else o for o in owners
+    ]
 )
 
 
@@ -118,6 +138,9 @@ def test_the_adoption_patch_converges_and_never_makes_two_controllers(
     assert any(o["uid"] == "pool-uid" for o in refs)
     assert not any(
         o["kind"] == "IPAddressClaim" and o["name"] == "c" and o["uid"] != "claim-uid" for o in refs
+    )
+    assert not any(  # a restored pool's stale UID
+        o["kind"] == "InClusterIPPool" and o["name"] == "p" and o["uid"] != "pool-uid" for o in refs
     )
     assert (ADDRESS_FINALIZER in obj["metadata"]["finalizers"]) == (finalized or not deleting)
     assert obj["metadata"]["labels"] == {CLUSTER_NAME_LABEL: "cl"}
