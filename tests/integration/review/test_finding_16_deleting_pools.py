@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+from incluster_ipam.api.constants import POOL_FINALIZER
+
 from ..faults import invariants
 from ..faults.helpers import ADDRESSES, IP_POOLS, Cluster
 from ..support import eventually
@@ -21,6 +23,14 @@ async def test_finding_16_a_pool_being_deleted_hands_out_nothing(cluster: Cluste
         await asyncio.wait_for(run.provider.leading.wait(), 60)
         await cluster.claim(ns, "a", "p")
         await wait_bound(cluster, ns, "a")
+
+        async def protected() -> bool:
+            pool = await cluster.client.get(IP_POOLS, "p", ns)
+            return POOL_FINALIZER in (pool["metadata"].get("finalizers") or [])
+
+        # The status writer adds the finalizer shortly after the pool appears; under load that can come after
+        # the claim is bound, and a pool deleted before it has nothing to hold it (nothing to test then).
+        await eventually(protected, 20, "the pool's finalizer")
         await cluster.client.delete(IP_POOLS, "p", ns)  # held by its finalizer while a's address lives
         await cluster.claim(ns, "b", "p")
 
