@@ -124,9 +124,17 @@ async def test_vsphere_two_devices_ipv4_and_ipv6(lab: Lab) -> None:
     assert expected == [["10.20.0.10/24"], ["fd00:20::10/64"]]
     report("m1's guestinfo.metadata:\n" + metadata_text((await lab.simulator.extra_config())["m1"]))
 
-    fulfilled = condition(vm, "IPAddressClaimsFulfilled")
-    assert fulfilled, f"no IPAddressClaimsFulfilled condition on the VSphereVM: {vm}"
-    assert fulfilled["status"] == "True", f"{fulfilled}{lab.logs()}"
+    # CAPV writes the metadata, then the VSphereVM's status in the same reconcile: wait for the condition.
+    async def fulfilled_true() -> dict | None:
+        latest = await lab.get_or_none(VSPHERE_VMS, "m1", ns)
+        found = condition(latest or {}, "IPAddressClaimsFulfilled")
+        return found if found and found["status"] == "True" else None
+
+    try:
+        await eventually(fulfilled_true, 30, "the VSphereVM's IPAddressClaimsFulfilled to be True")
+    except AssertionError as exc:
+        last = condition(await lab.get_or_none(VSPHERE_VMS, "m1", ns) or {}, "IPAddressClaimsFulfilled")
+        raise AssertionError(f"{exc}: {last}{lab.logs()}") from None
     await check_invariants(lab, "two devices")
 
 
