@@ -71,6 +71,12 @@ RESTORE_LABEL = VELERO_RESTORE_LABEL
 RENEWALS = 4096
 
 
+def _forget_oldest(remembered: dict[str, Any]) -> None:
+    """Keep at most `RENEWALS` entries, dropping the oldest (insertion order) first."""
+    while len(remembered) > RENEWALS:
+        del remembered[next(iter(remembered))]
+
+
 def created_at(obj: Mapping[str, Any]) -> float:
     """POSIX seconds of the object's creationTimestamp; 0 (long ago) when it has none or it is unreadable."""
     text = obj["metadata"].get("creationTimestamp")
@@ -257,13 +263,7 @@ class ClaimReconciler:
         )
         patch = {"metadata": {"annotations": {MOVED_AWAY_ANNOTATION: now_time()}}}
         try:
-            await self._client.patch(
-                self.resources.addresses,
-                name_of(address),
-                patch,
-                namespace_of(address),
-                send_within=self._send_within(),
-            )
+            await self._patch(self.resources.addresses, address, patch)
         except ApiError as exc:
             if not is_not_found(exc):
                 raise
@@ -441,8 +441,7 @@ class ClaimReconciler:
             return 0.0
         key, now = key_of(claim), self._clock()
         first = self._restored_seen.setdefault(key, now)
-        while len(self._restored_seen) > RENEWALS:
-            del self._restored_seen[next(iter(self._restored_seen))]
+        _forget_oldest(self._restored_seen)
         remaining = RESTORE_GRACE_SECONDS - (now - first)
         if remaining <= 0:
             self._restored_seen.pop(key, None)
@@ -466,8 +465,7 @@ class ClaimReconciler:
         uid = uid_of(address)
         if uid is not None and uid not in self._renewing:
             self._renewing[uid] = None
-            while len(self._renewing) > RENEWALS:
-                del self._renewing[next(iter(self._renewing))]
+            _forget_oldest(self._renewing)
             log.info(
                 "IPAddress %s (%s) is being deleted while its claim lives (stale owners): re-creating it",
                 key_of(address),

@@ -72,10 +72,16 @@ def left_by_collector(address: Mapping[str, Any], name: str) -> bool:
         return False
     pool = pool_ref_of(address)
     return pool is not None and any(
-        o.get("kind") == pool[1]
-        and o.get("name") == pool[2]
-        and str(o.get("apiVersion", "")).split("/")[0] == pool[0]
-        for o in address["metadata"].get("ownerReferences") or []
+        _refers_to(o, *pool) for o in address["metadata"].get("ownerReferences") or []
+    )
+
+
+def _refers_to(owner: Mapping[str, Any], group: str, kind: str, name: str) -> bool:
+    """An owner reference names an object of that group, kind and name (any UID, any version)."""
+    return (
+        owner.get("kind") == kind
+        and owner.get("name") == name
+        and str(owner.get("apiVersion", "")).split("/")[0] == group
     )
 
 
@@ -156,11 +162,7 @@ def adoption_patch(
         if owner.get("kind") == "IPAddressClaim" and owner.get("name") == name:
             return bool(owner.get("uid") != uid)
         return bool(
-            pool.uid
-            and owner.get("kind") == pool.kind
-            and owner.get("name") == pool.name
-            and str(owner.get("apiVersion", "")).split("/")[0] == pool.group
-            and owner.get("uid") != pool.uid
+            pool.uid and _refers_to(owner, pool.group, pool.kind, pool.name) and owner.get("uid") != pool.uid
         )
 
     owners: list[Obj] = [dict(o) for o in metadata.get("ownerReferences") or [] if not stale(o)]

@@ -14,7 +14,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -219,10 +219,35 @@ class ControlPlane:
 
     # ---- processes ---------------------------------------------------------------------------------
 
-    async def _start_etcd(self) -> None:
-        assert self._assets is not None
+    async def _on_free_ports(
+        self,
+        launch: Callable[[], Awaitable[ManagedProcess]],
+        ready: Callable[[ManagedProcess], Awaitable[None]],
+        *,
+        any_failure: bool = False,
+    ) -> None:
+        """Start a process on ports `launch` picks (free a moment ago: racy, as envtest's) and wait until
+        `ready`; when it lost a port to someone else (`address already in use`, or any failure with
+        `any_failure`), stop it and try fresh ports, three times in all."""
         last_error: ProcessError | None = None
         for _attempt in range(3):
+            proc = await launch()
+            try:
+                await ready(proc)
+                return
+            except ProcessError as exc:
+                last_error = exc
+                await proc.stop()
+                if not any_failure and "address already in use" not in str(exc):
+                    raise
+        assert last_error is not None
+        raise last_error
+
+    async def _start_etcd(self) -> None:
+        assert self._assets is not None
+        etcd = self._assets.etcd
+
+        async def launch() -> ManagedProcess:
             client_port, peer_port = free_port(), free_port()
             data_dir = self.workdir / "etcd-data"
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -230,7 +255,7 @@ class ControlPlane:
             proc = ManagedProcess(
                 "etcd",
                 [
-                    str(self._assets.etcd),
+                    str(etcd),
                     f"--data-dir={data_dir}",
                     f"--listen-client-urls={self.etcd_url}",
                     f"--advertise-client-urls={self.etcd_url}",
@@ -244,26 +269,25 @@ class ControlPlane:
             )
             await proc.start()
             self.etcd = proc
-            try:
-                await self._wait_http(proc, f"{self.etcd_url}/health", ssl_context=None)
-                return
-            except ProcessError as exc:
-                last_error = exc
-                await proc.stop()
-        assert last_error is not None
-        raise last_error
+            return proc
+
+        async def ready(proc: ManagedProcess) -> None:
+            await self._wait_http(proc, f"{self.etcd_url}/health", ssl_context=None)
+
+        await self._on_free_ports(launch, ready, any_failure=True)
 
     async def _start_apiserver(self) -> None:
         assert self._assets is not None
         pki = self.workdir / "pki"
-        last_error: ProcessError | None = None
-        for _attempt in range(3):
+        apiserver = self._assets.kube_apiserver
+
+        async def launch() -> ManagedProcess:
             port = free_port()
             self.server = f"https://{HOST}:{port}"
             proc = ManagedProcess(
                 "kube-apiserver",
                 [
-                    str(self._assets.kube_apiserver),
+                    str(apiserver),
                     f"--etcd-servers={self.etcd_url}",
                     f"--bind-address={HOST}",
                     f"--advertise-address={HOST}",
@@ -288,16 +312,9 @@ class ControlPlane:
             )
             await proc.start()
             self.apiserver = proc
-            try:
-                await self._wait_apiserver_ready(proc)
-                return
-            except ProcessError as exc:
-                last_error = exc
-                await proc.stop()
-                if "address already in use" not in str(exc):
-                    raise
-        assert last_error is not None
-        raise last_error
+            return proc
+
+        await self._on_free_ports(launch, self._wait_apiserver_ready)
 
     async def _start_controller_manager(self) -> None:
         assert self._assets is not None
@@ -320,28 +337,27 @@ class ControlPlane:
             pki / "controller-manager.crt",
             pki / "controller-manager.key",
         )
-        last_error: ProcessError | None = None
-        for _attempt in range(3):
+        healthz = ""
+
+        async def launch() -> ManagedProcess:
+            nonlocal healthz
             port = free_port()
+            healthz = f"https://{HOST}:{port}/healthz"
             argv = controller_manager_argv(binary, files, host=HOST, port=port, controllers=self._controllers)
             proc = ManagedProcess(
                 "kube-controller-manager", argv, self.workdir / "logs" / "kube-controller-manager.log"
             )
             await proc.start()
             self.controller_manager = proc
-            try:
-                await self._wait_http(proc, f"https://{HOST}:{port}/healthz", ssl_context=None)
-                break
-            except ProcessError as exc:
-                last_error = exc
-                await proc.stop()
-                if "address already in use" not in str(exc):
-                    raise
-        else:
-            assert last_error is not None
-            raise last_error
+            return proc
+
+        async def ready(proc: ManagedProcess) -> None:
+            await self._wait_http(proc, healthz, ssl_context=None)
+
+        await self._on_free_ports(launch, ready)
+        assert self.controller_manager is not None
         if "garbagecollector" in self._controllers:
-            await self._wait_garbage_collector(proc)
+            await self._wait_garbage_collector(self.controller_manager)
         self.controller_manager_seconds = time.monotonic() - started
 
     async def _wait_garbage_collector(self, proc: ManagedProcess) -> None:
