@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build (or reuse) the test control plane: kube-apiserver, kube-controller-manager and etcd from the pinned
-# Go modules beside this script, plus the Cluster API CRDs from the sigs.k8s.io/cluster-api module.
+# Build (or reuse) the test control plane: kube-apiserver, kube-controller-manager and etcd (and the real
+# node's kubelet, kube-scheduler and kube-proxy) from the pinned Go modules beside this script, plus the Cluster API CRDs from the sigs.k8s.io/cluster-api module.
 # Everything lands in a cache directory outside the repository, keyed by versions, go.sum hashes and the Go
 # version, and is reused.
 #
 # Prints the cache directory on stdout (the last line); progress goes to stderr.
 # Layout of the cache directory:
-#   bin/kube-apiserver, bin/kube-controller-manager, bin/etcd
+#   bin/kube-apiserver, bin/kube-controller-manager, bin/kube-scheduler, bin/kube-proxy, bin/kubelet, bin/etcd
 #   crds/capi-<version>/*.yaml       (clusters, ipaddressclaims, ipaddresses)
 set -euo pipefail
 
@@ -35,24 +35,18 @@ minor=$(echo "$kube_version" | cut -d. -f2)
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1"
 ldflags="$ldflags -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$kube_version"
 
-if [ ! -x "$dir/bin/kube-apiserver" ]; then
-  log "building kube-apiserver $kube_version (cold: 10-25 min on 2 cores; cached afterwards)"
+# kube-apiserver first (cold: 10-25 min on 2 cores); the rest share most packages with it and the build
+# cache, so each takes about a minute more (measured in docs/design.md). kube-controller-manager serves the
+# garbage collector; kubelet, kube-scheduler and kube-proxy make the real node (devcluster.node).
+for binary in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet; do
+  [ -x "$dir/bin/$binary" ] && continue
+  log "building $binary $kube_version"
   start=$SECONDS
-  (cd "$here/kube" && go build -trimpath -pgo=off -ldflags "$ldflags" -o "$dir/bin/kube-apiserver.tmp" \
-      k8s.io/kubernetes/cmd/kube-apiserver)
-  mv "$dir/bin/kube-apiserver.tmp" "$dir/bin/kube-apiserver"
-  log "kube-apiserver built in $((SECONDS - start)) s"
-fi
-
-# The same module and build cache: most packages are shared with kube-apiserver (measured in docs/design.md).
-if [ ! -x "$dir/bin/kube-controller-manager" ]; then
-  log "building kube-controller-manager $kube_version"
-  start=$SECONDS
-  (cd "$here/kube" && go build -trimpath -pgo=off -ldflags "$ldflags" -o "$dir/bin/kube-controller-manager.tmp" \
-      k8s.io/kubernetes/cmd/kube-controller-manager)
-  mv "$dir/bin/kube-controller-manager.tmp" "$dir/bin/kube-controller-manager"
-  log "kube-controller-manager built in $((SECONDS - start)) s"
-fi
+  (cd "$here/kube" && go build -trimpath -pgo=off -ldflags "$ldflags" -o "$dir/bin/$binary.tmp" \
+      "k8s.io/kubernetes/cmd/$binary")
+  mv "$dir/bin/$binary.tmp" "$dir/bin/$binary"
+  log "$binary built in $((SECONDS - start)) s"
+done
 
 if [ ! -x "$dir/bin/etcd" ]; then
   log "building etcd $etcd_version"

@@ -29,6 +29,7 @@ from .controllermanager import (
     ControllerManagerFiles,
     controller_manager_argv,
 )
+from .nodeconfig import NodeNetwork, apiserver_node_args, serving_hosts
 from .pki import CertificateAuthority, service_account_keys
 from .process import ManagedProcess, ProcessError
 
@@ -40,10 +41,10 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be started or configured."""
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     """A port that was free a moment ago (racy by nature, as envtest's; start-up retries on a clash)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -59,6 +60,10 @@ class ControlPlane:
     installed (None: none). With `controller_manager`, kube-controller-manager runs too (`controllers`, by
     default the garbage collector and the namespace controller), started after the CRDs are installed and
     ready once the garbage collector has collected a probe object.
+
+    With `node` (a `NodeNetwork` whose bridge exists), the apiserver serves a real node
+    (`devcluster.node.NodeCluster`): it listens and advertises on the bridge's address, authorizes the
+    kubelet as a node, admits ServiceAccounts and publishes the `kubernetes` Service's endpoint.
     """
 
     def __init__(
@@ -72,8 +77,12 @@ class ControlPlane:
         start_timeout: float = 90.0,
         controller_manager: bool = False,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
+        node: NodeNetwork | None = None,
     ) -> None:
         self._assets = assets
+        self.node = node
+        #: Where kube-apiserver listens: loopback, or the pod bridge's address for a node.
+        self.host = node.gateway if node else HOST
         self._capi_version = capi_version
         self._extra_crds = [dict(crd) for crd in extra_crds]
         self._own_workdir = workdir is None
@@ -144,7 +153,9 @@ class ControlPlane:
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority()
-        serving = ca.serving((HOST, "localhost"))
+        serving = ca.serving(
+            serving_hosts(self.node, (HOST, "localhost")) if self.node else (HOST, "localhost")
+        )
         admin = ca.client(ADMIN_USER, ("system:masters",))
         # Its own identity; in system:masters because with one identity for every controller the
         # garbage collector must delete any kind (a real cluster gives it a service account instead).
@@ -158,6 +169,8 @@ class ControlPlane:
             "admin.key": admin.key_pem,
             "controller-manager.crt": controllers.cert_pem,
             "controller-manager.key": controllers.key_pem,
+            "kubelet-client.crt": admin.cert_pem,
+            "kubelet-client.key": admin.key_pem,
             "sa.pub": service_accounts.cert_pem,
             "sa.key": service_accounts.key_pem,
         }
@@ -173,11 +186,9 @@ class ControlPlane:
         return self._ca
 
     def _write_kubeconfig(self) -> None:
-        self._write_kubeconfig_for(
-            self.kubeconfig_path, ADMIN_USER, self.admin_cert_file, self.admin_key_file
-        )
+        self.write_kubeconfig_for(self.kubeconfig_path, ADMIN_USER, self.admin_cert_file, self.admin_key_file)
 
-    def _write_kubeconfig_for(self, path: Path, user: str, cert_file: Path, key_file: Path) -> None:
+    def write_kubeconfig_for(self, path: Path, user: str, cert_file: Path, key_file: Path) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -272,7 +283,7 @@ class ControlPlane:
             return proc
 
         async def ready(proc: ManagedProcess) -> None:
-            await self._wait_http(proc, f"{self.etcd_url}/health", ssl_context=None)
+            await self.wait_http(proc, f"{self.etcd_url}/health", ssl_context=None)
 
         await self._on_free_ports(launch, ready, any_failure=True)
 
@@ -281,32 +292,40 @@ class ControlPlane:
         pki = self.workdir / "pki"
         apiserver = self._assets.kube_apiserver
 
+        if self.node:
+            kubelet_client = (pki / "kubelet-client.crt", pki / "kubelet-client.key")
+            mode_args = apiserver_node_args(self.node, kubelet_client)
+        else:
+            mode_args = [
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--disable-admission-plugins=ServiceAccount",
+                # 1.37 refuses a loopback advertise address for the kubernetes Service endpoints;
+                # nothing here needs that Service.
+                "--endpoint-reconciler-type=none",
+            ]
+
         async def launch() -> ManagedProcess:
-            port = free_port()
-            self.server = f"https://{HOST}:{port}"
+            port = free_port(self.host)
+            self.server = f"https://{self.host}:{port}"
             proc = ManagedProcess(
                 "kube-apiserver",
                 [
                     str(apiserver),
                     f"--etcd-servers={self.etcd_url}",
-                    f"--bind-address={HOST}",
-                    f"--advertise-address={HOST}",
+                    f"--bind-address={self.host}",
+                    f"--advertise-address={self.host}",
                     f"--secure-port={port}",
                     f"--cert-dir={pki}",
                     f"--tls-cert-file={pki / 'serving.crt'}",
                     f"--tls-private-key-file={pki / 'serving.key'}",
                     f"--client-ca-file={pki / 'ca.crt'}",
-                    "--authorization-mode=RBAC",
+                    *mode_args,
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
-                    "--service-cluster-ip-range=10.0.0.0/24",
-                    "--disable-admission-plugins=ServiceAccount",
                     "--allow-privileged=true",
                     "--profiling=false",
-                    # 1.37 refuses a loopback advertise address for the kubernetes Service endpoints;
-                    # nothing here needs that Service.
-                    "--endpoint-reconciler-type=none",
                 ],
                 self.workdir / "logs" / "kube-apiserver.log",
             )
@@ -331,7 +350,7 @@ class ControlPlane:
             root_ca=pki / "ca.crt",
             cert_dir=self.workdir / "controller-manager-certs",
         )
-        self._write_kubeconfig_for(
+        self.write_kubeconfig_for(
             files.kubeconfig,
             CONTROLLER_MANAGER_USER,
             pki / "controller-manager.crt",
@@ -352,7 +371,7 @@ class ControlPlane:
             return proc
 
         async def ready(proc: ManagedProcess) -> None:
-            await self._wait_http(proc, healthz, ssl_context=None)
+            await self.wait_http(proc, healthz, ssl_context=None)
 
         await self._on_free_ports(launch, ready)
         assert self.controller_manager is not None
@@ -393,9 +412,9 @@ class ControlPlane:
 
     async def _wait_apiserver_ready(self, proc: ManagedProcess) -> None:
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        await self._wait_http(proc, f"{self.server}/readyz", ssl_context=context)
+        await self.wait_http(proc, f"{self.server}/readyz", ssl_context=context)
 
-    async def _wait_http(self, proc: ManagedProcess, url: str, ssl_context: ssl.SSLContext | None) -> None:
+    async def wait_http(self, proc: ManagedProcess, url: str, ssl_context: ssl.SSLContext | None) -> None:
         """Poll `url` until it answers 200, failing fast (with the log tail) if the process dies."""
         deadline = time.monotonic() + self._start_timeout
         timeout = aiohttp.ClientTimeout(total=2)

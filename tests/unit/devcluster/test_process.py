@@ -18,7 +18,7 @@ async def test_a_process_that_dies_is_reported_with_its_name_exit_code_and_log(t
     await proc.start()
     plane = ControlPlane(workdir=tmp_path, start_timeout=5)
     with pytest.raises(ProcessError) as raised:
-        await plane._wait_http(proc, "http://127.0.0.1:9/health", ssl_context=None)
+        await plane.wait_http(proc, "http://127.0.0.1:9/health", ssl_context=None)
     message = str(raised.value)
     assert "fake-etcd" in message
     assert "exited with code 3" in message
@@ -31,7 +31,7 @@ async def test_a_process_that_never_gets_ready_times_out_with_its_log(tmp_path: 
     plane = ControlPlane(workdir=tmp_path, start_timeout=0.5)
     try:
         with pytest.raises(ProcessError, match=r"slowpoke did not become ready .*\n.*still warming up"):
-            await plane._wait_http(proc, "http://127.0.0.1:9/health", ssl_context=None)
+            await plane.wait_http(proc, "http://127.0.0.1:9/health", ssl_context=None)
     finally:
         await proc.stop(grace=1)
     assert not proc.running

@@ -1,0 +1,3 @@
+module incluster-ipam/hack/node/pause
+
+go 1.26.0
