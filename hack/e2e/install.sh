@@ -11,4 +11,5 @@ bash hack/capv/build.sh >/dev/null   # Cluster API Provider vSphere's manager an
 bash hack/upstream/build.sh >/dev/null            # upstream's provider v1.1.0 and its CRDs (migration)
 bash hack/clusterctl/build.sh >/dev/null          # clusterctl from Cluster API v1.14.2 (clusterctl move)
 bash hack/clusterctl/core-repository.sh >/dev/null  # Cluster API's providers as a local repository (init)
+bash hack/clusterctl/node-repository.sh >/dev/null  # the same, full, with their managers' images (node)
 bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)
