@@ -13,3 +13,4 @@ bash hack/clusterctl/build.sh >/dev/null          # clusterctl from Cluster API 
 bash hack/clusterctl/core-repository.sh >/dev/null  # Cluster API's providers as a local repository (init)
 bash hack/clusterctl/node-repository.sh >/dev/null  # the same, full, with their managers' images (node)
 bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)
+bash hack/node/build.sh >/dev/null                # the real node: containerd, runc, CNI, iptables, sandbox image

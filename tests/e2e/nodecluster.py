@@ -196,7 +196,13 @@ async def installed(tmp: Path) -> AsyncIterator[Installed]:
             result = Installed(node, client, clusterctl, kubeconfig, kubectl, timings)
             began = time.monotonic()
             out = await clusterctl.run(
-                "init", "--kubeconfig", str(kubeconfig), "--ipam", "in-cluster", "--wait-providers", limit=900
+                "init",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--ipam",
+                "in-cluster",
+                "--wait-providers",
+                limit=900,
             )
             timings["clusterctl init"] = round(time.monotonic() - began, 1)
             result.init_output = out

@@ -381,10 +381,15 @@ class NodeCluster:
         errors: list[BaseException] = []
 
         async def step(coro: Any) -> None:
+            began = time.monotonic()
             try:
                 await coro
             except (NodeError, ProcessError, OSError, ControlPlaneError) as exc:
                 errors.append(exc)
+            name = coro.__qualname__.rsplit(".", 1)[-1]
+            self.timings[f"clean {name}"] = round(
+                self.timings.get(f"clean {name}", 0) + time.monotonic() - began, 2
+            )
 
         if self.kubelet is not None:
             await step(self.kubelet.stop())

@@ -123,6 +123,7 @@ def test_kubelet_config_for_cgroup_v1_and_no_outside_access() -> None:
     assert config["containerRuntimeEndpoint"] == "unix:///work dir/node/c.sock"
     # Imported images could never be pulled again: no image garbage collection.
     assert config["imageGCHighThresholdPercent"] == 100
+    assert config["syncFrequency"] == "10s"
 
 
 def test_kubelet_argv_registers_the_node_on_the_bridge_address() -> None:
