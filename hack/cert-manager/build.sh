@@ -12,6 +12,9 @@
 # controller, webhook and cainjector images are built too (images/*.oci.tar, named as cert-manager.yaml
 # names them). The Go module proxy cannot serve them: cmd/controller, cmd/webhook and cmd/cainjector are
 # separate modules (controller-binary, ...) that replace cert-manager with ../../ and are never published.
+# Each is built against the pinned root module (not the checkout's), CGO off, static, with the release's
+# version stamp, and packaged by hack/image/static.sh with the entrypoint of cert-manager's own images
+# (/app/cmd/NAME/NAME; the chart passes arguments only). Not for CI: no such source exists there.
 #
 # The cache directory is keyed by the version, the Go version and a hash of both go.mod/go.sum pairs and
 # this script. Prints it on stdout (the last line); progress goes to stderr. Layout:
@@ -30,8 +33,8 @@ command -v go >/dev/null || { echo "build.sh: Go is required to build cert-manag
 version=$(cd "$here" && go list -m -f '{{.Version}}' "$module")
 [ -n "$version" ] || { echo "build.sh: cannot read the pinned cert-manager version" >&2; exit 1; }
 go_version=$(go env GOVERSION)
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$here/build.sh" |
-  sha256sum | cut -c1-16)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$here/build.sh" \
+  $(find "$here/vcert-stub" -type f | sort) | sha256sum | cut -c1-16)
 cache_root=${INCLUSTER_IPAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/incluster-ipam}
 dir="$cache_root/cert-manager/${version}_${go_version}_${key}"
 mkdir -p "$dir/bin"
@@ -92,7 +95,7 @@ if [ -n "${CERT_MANAGER_SOURCE:-}" ]; then
   # One source commit per cache directory: another commit rebuilds the three images.
   if [ "$(cat "$images/.source" 2>/dev/null)" != "$commit" ]; then rm -rf "$images"; fi
   mkdir -p "$images"
-  for name in controller webhook cainjector; do
+  for name in cainjector webhook controller; do
     archive="$images/cert-manager-$name.oci.tar"
     [ -f "$archive" ] && continue
     log "building the $name image from $CERT_MANAGER_SOURCE at ${commit:0:12} against $module $version"
@@ -103,9 +106,12 @@ if [ -n "${CERT_MANAGER_SOURCE:-}" ]; then
     cd "$work/cmd/$name"
     # Build against the released root module instead of the checkout's parent directory.
     go mod edit -dropreplace="$module" -require="$module@$version"
-    go mod tidy >&2
+    # The controller's Venafi issuer imports vcert v5.13.7, which the module proxy refuses (403, every
+    # v5.13): an inert stand-in of ours (vcert-stub/) takes its place; a Venafi Issuer then reports an error.
+    if [ "$name" = controller ]; then go mod edit -replace="github.com/Venafi/vcert/v5=$here/vcert-stub"; fi
+    # Not `go mod tidy`: it wants the test dependencies too, and the proxy refuses one of them.
     ldflags="-s -w -X $module/pkg/util.AppVersion=$version -X $module/pkg/util.AppGitCommit=$commit"
-    go build -trimpath -ldflags "$ldflags" -o "$tmp/$name" .
+    go build -mod=mod -trimpath -ldflags "$ldflags" -o "$tmp/$name" .
     cd "$root"
     image=$(grep -o "quay.io/jetstack/cert-manager-$name:[^\"]*" "$dir/cert-manager.yaml" | head -1)
     [ -n "$image" ] || { echo "build.sh: cert-manager.yaml names no image for $name" >&2; exit 1; }
