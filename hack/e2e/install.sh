@@ -14,3 +14,4 @@ bash hack/clusterctl/core-repository.sh >/dev/null  # Cluster API's providers as
 bash hack/clusterctl/node-repository.sh >/dev/null  # the same, full, with their managers' images (node)
 bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)
 bash hack/node/build.sh >/dev/null                # the real node: containerd, runc, CNI, iptables, sandbox image
+bash hack/cert-manager/build.sh >/dev/null        # cert-manager.yaml rendered from its chart (real node)

@@ -1,0 +1,32 @@
+// cert-manager's root Go module, pinned for hack/cert-manager/build.sh: its zip carries the Helm chart
+// (deploy/charts/cert-manager), the namespace manifest and the tool that cuts the CRDs out of a rendered
+// chart (hack/extractcrd), which the release process uses too. The `tool` line anchors the pin. Helm itself
+// is built from its own wrapper module (helm/) so that its dependencies do not move cert-manager's.
+module incluster-ipam/hack/cert-manager
+
+go 1.26.0
+
+tool github.com/cert-manager/cert-manager/hack/extractcrd
+
+require (
+	github.com/cert-manager/cert-manager v1.21.2 // indirect
+	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
+	github.com/go-logr/logr v1.4.3 // indirect
+	github.com/json-iterator/go v1.1.12 // indirect
+	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
+	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	golang.org/x/net v0.58.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+	gopkg.in/inf.v0 v0.9.1 // indirect
+	k8s.io/apiextensions-apiserver v0.36.2 // indirect
+	k8s.io/apimachinery v0.36.2 // indirect
+	k8s.io/klog/v2 v2.140.0 // indirect
+	k8s.io/kube-openapi v0.0.0-20260501160325-927ab1f70cd6 // indirect
+	k8s.io/utils v0.0.0-20260626114624-be93311217bd // indirect
+	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
+	sigs.k8s.io/randfill v1.0.0 // indirect
+	sigs.k8s.io/structured-merge-diff/v6 v6.4.0 // indirect
+	sigs.k8s.io/yaml v1.6.0 // indirect
+)
