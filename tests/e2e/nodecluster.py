@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -164,13 +165,17 @@ async def write_clusterctl(tmp: Path, built: Artifacts) -> Clusterctl:
             url(ours, "ipam-in-cluster", f"v{RELEASE_VERSION}", "ipam-components.yaml"),
         ),
     ]
+    # clusterctl reads a local file only from a repository layout: <base>/<provider>/<version>/<file>.
+    manifest = ours / "cert-manager" / CERT_MANAGER_VERSION / "cert-manager.yaml"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built.cert_manager / "cert-manager.yaml", manifest)
     config = tmp / "clusterctl.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "providers": [{"name": n, "type": t, "url": u} for n, t, u in providers],
                 "cert-manager": {
-                    "url": f"file://{built.cert_manager / 'cert-manager.yaml'}",
+                    "url": f"file://{manifest}",
                     "version": CERT_MANAGER_VERSION,
                 },
             }

@@ -153,7 +153,16 @@ async def test_clusterctl_init_installs_cert_manager_and_both_replicas_become_re
 
 async def test_an_invalid_pool_is_refused_by_the_webhook_through_its_service(cluster: Installed) -> None:
     namespace = await fresh_namespace(cluster, "webhook")
-    message = await refuse_invalid_pool(cluster, namespace)
+    # Ready pods reach the Service a moment later (endpoint slice, then kube-proxy's rules): until then the
+    # apiserver's call is refused. Measured, then the rejection itself is checked.
+    began = time.monotonic()
+
+    async def served() -> str | None:
+        message = await refuse_invalid_pool(cluster, namespace)
+        return message if "failed calling webhook" not in message else None
+
+    message = await eventually(served, 60, "the webhook Service to answer")
+    figures(webhook_service_answered_after_ready_seconds=round(time.monotonic() - began, 2))
     assert "spec.gateway" in message, message
     assert "denied the request" in message, message
 

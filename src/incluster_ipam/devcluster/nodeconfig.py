@@ -24,7 +24,9 @@ SANDBOX_IMAGE = "registry.k8s.io/pause:3.6"
 RULE_COMMENT = "incluster-ipam-node"
 #: The controllers a node needs besides the garbage collector and the namespace controller: service accounts
 #: and their tokens and root CA (pods mount them), Deployments and ReplicaSets, Services' endpoint slices
-#: (kube-proxy), Jobs, PodDisruptionBudgets, and node lifecycle (lifts the not-ready taint of a Ready node).
+#: (kube-proxy), Jobs, PodDisruptionBudgets, node lifecycle (lifts the not-ready taint of a Ready node), and
+#: ClusterRole aggregation (Cluster API's manager role is an aggregated role: without it, its webhooks cannot
+#: read the claims an IPAddress points at).
 NODE_CONTROLLERS: tuple[str, ...] = (
     "garbagecollector",
     "namespace",
@@ -39,6 +41,7 @@ NODE_CONTROLLERS: tuple[str, ...] = (
     "disruption",
     "podgc",
     "nodelifecycle",
+    "clusterrole-aggregation",
 )
 
 

@@ -44,7 +44,7 @@ async def test_metrics_need_a_token_the_apiserver_authorizes(
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": "capi-ipam-in-cluster-metrics-reader",  # as shipped
+                "name": "capi-ipam-in-cluster-system-metrics-reader",  # as shipped
             },
             "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": ns}],
         },
@@ -106,7 +106,7 @@ async def test_the_provider_serves_secure_metrics_and_picks_up_a_renewed_certifi
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": "capi-ipam-in-cluster-metrics-reader",
+                "name": "capi-ipam-in-cluster-system-metrics-reader",
             },
             "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": ns}],
         },

@@ -189,3 +189,5 @@ def test_node_controllers_keep_the_lightweight_defaults() -> None:
     assert {"garbagecollector", "namespace"} <= set(NODE_CONTROLLERS)
     # Pods need their service account, its token's CA and the not-ready taint lifted.
     assert {"serviceaccount", "root-ca-cert-publisher", "nodelifecycle"} <= set(NODE_CONTROLLERS)
+    # Cluster API's manager role is aggregated: without the controller it has no rules at all.
+    assert "clusterrole-aggregation" in NODE_CONTROLLERS

@@ -21,6 +21,9 @@ from incluster_ipam.webhooks.admission import ROUTES
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 NAMESPACE = "capi-ipam-in-cluster-system"
 PREFIX = "capi-ipam-in-cluster-"
+#: Cluster-scoped RBAC carries the namespace as prefix (clusterctl delete finds it by that).
+CLUSTER_PREFIX = f"{NAMESPACE}-"
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 PROVIDER_LABEL = ("cluster.x-k8s.io/provider", "ipam-in-cluster")
 SERVICE_ACCOUNT = "capi-ipam-in-cluster-manager"
 CLUSTER_SCOPED = {
@@ -129,6 +132,19 @@ def test_every_object_is_labelled_named_and_placed(
     variables = re.findall(r"\$\{([^}]*)\}", text)
     assert variables, "the NetworkPolicy's CIDRs are variables"
     assert all(re.fullmatch(r"CAPI_IPAM_[A-Z0-9_]+:=[^}]+", v) for v in variables), variables
+
+
+def test_clusterctl_delete_can_find_every_cluster_scoped_object(
+    rendered: tuple[str, list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """clusterctl (v1.14) deletes a provider's cluster-scoped objects other than CRDs, namespaces and webhook
+    configurations only when their name starts with "<provider namespace>-"; anything else is left behind
+    by `clusterctl delete` (found by tests/e2e/test_node_clusterctl.py)."""
+    _, objects, _ = rendered
+    exempt = {"CustomResourceDefinition", "Namespace", *WEBHOOK_KINDS}
+    for obj in objects:
+        if obj["kind"] in CLUSTER_SCOPED and obj["kind"] not in exempt:
+            assert obj["metadata"]["name"].startswith(f"{NAMESPACE}-"), (obj["kind"], obj["metadata"]["name"])
 
 
 def test_crds_convert_through_the_service_with_an_injected_ca(
@@ -267,7 +283,7 @@ def test_the_manager_role_grants_exactly_what_the_provider_uses(
     rendered: tuple[str, list[dict[str, Any]], dict[str, Any]],
 ) -> None:
     _, objects, _ = rendered
-    grants = _grants(_rules(objects, "ClusterRole", f"{PREFIX}manager-role"))
+    grants = _grants(_rules(objects, "ClusterRole", f"{CLUSTER_PREFIX}manager-role"))
     ipam = "ipam.cluster.x-k8s.io"
     expected = {("", "events", v) for v in ("create", "patch")}
     expected |= {("cluster.x-k8s.io", "clusters", v) for v in ("get", "list", "watch")}
@@ -296,11 +312,11 @@ def test_leader_election_and_metrics_roles(
             "verbs": ["get", "update"],
         }
     ]
-    assert _grants(_rules(objects, "ClusterRole", f"{PREFIX}metrics-auth-role")) == {
+    assert _grants(_rules(objects, "ClusterRole", f"{CLUSTER_PREFIX}metrics-auth-role")) == {
         ("authentication.k8s.io", "tokenreviews", "create"),
         ("authorization.k8s.io", "subjectaccessreviews", "create"),
     }
-    assert _rules(objects, "ClusterRole", f"{PREFIX}metrics-reader") == [
+    assert _rules(objects, "ClusterRole", f"{CLUSTER_PREFIX}metrics-reader") == [
         {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}
     ]
 
@@ -316,8 +332,8 @@ def test_bindings_tie_the_service_account_to_its_roles(
         if b["subjects"] == [subject]
     }
     assert bound == {
-        ("ClusterRole", f"{PREFIX}manager-role"),
-        ("ClusterRole", f"{PREFIX}metrics-auth-role"),
+        ("ClusterRole", f"{CLUSTER_PREFIX}manager-role"),
+        ("ClusterRole", f"{CLUSTER_PREFIX}metrics-auth-role"),
         ("Role", f"{PREFIX}leader-election-role"),
     }
     _one(objects, "ServiceAccount", SERVICE_ACCOUNT)
