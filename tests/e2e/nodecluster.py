@@ -53,6 +53,7 @@ class Installed:
     clusterctl: Clusterctl
     kubeconfig: Path
     kubectl: Path
+    repository: Path = Path()
     timings: dict[str, float] = field(default_factory=dict)
     init_output: str = ""
 
@@ -124,24 +125,29 @@ async def artifacts() -> Artifacts:
     return Artifacts(ours, cert_manager, capi)
 
 
-async def write_clusterctl(tmp: Path, built: Artifacts) -> Clusterctl:
-    """clusterctl's configuration: Cluster API's providers and ours from local repositories, cert-manager
-    from its release manifest (clusterctl's own `cert-manager:` override)."""
-    binary = Path(await asyncio.to_thread(build, "hack/clusterctl/build.sh"))
-    ours = tmp / "repository"
+async def render_release(repository: Path, version: str) -> None:
+    """`make release` of `version` into clusterctl's local repository, image named for the node."""
     await asyncio.to_thread(
         subprocess.run,
         [
             sys.executable,
             str(ROOT / "hack" / "release.py"),
-            f"--version={RELEASE_VERSION}",
-            f"--out={tmp / 'out'}",
-            f"--repository={ours}",
+            f"--version={version}",
+            f"--out={repository.parent / ('out-' + version)}",
+            f"--repository={repository}",
             f"--image-repository={IMAGE_REPOSITORY}",
         ],
         check=True,
         capture_output=True,
     )
+
+
+async def write_clusterctl(tmp: Path, built: Artifacts) -> Clusterctl:
+    """clusterctl's configuration: Cluster API's providers and ours from local repositories, cert-manager
+    from its release manifest (clusterctl's own `cert-manager:` override)."""
+    binary = Path(await asyncio.to_thread(build, "hack/clusterctl/build.sh"))
+    ours = tmp / "repository"
+    await render_release(ours, RELEASE_VERSION)
     core = built.capi
 
     def url(root: Path, label: str, version: str, file: str) -> str:
@@ -198,7 +204,7 @@ async def installed(tmp: Path) -> AsyncIterator[Installed]:
         clusterctl = await write_clusterctl(tmp, built)
         kubeconfig = node.kubeconfig_path
         async with KubeClient.from_kubeconfig(kubeconfig) as client:
-            result = Installed(node, client, clusterctl, kubeconfig, kubectl, timings)
+            result = Installed(node, client, clusterctl, kubeconfig, kubectl, tmp / "repository", timings)
             began = time.monotonic()
             out = await clusterctl.run(
                 "init",

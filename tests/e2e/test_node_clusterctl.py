@@ -36,10 +36,12 @@ from ..integration.faults.helpers import ADDRESSES, CLAIMS, IP_POOLS, Cluster, c
 from ..integration.support import eventually
 from .clusterctl import PROVIDERS, WEBHOOK_CONFIGURATIONS
 from .nodecluster import (
+    BUILT_IMAGE,
     CERTIFICATES,
     DEPLOYMENT,
     DEPLOYMENTS,
     IMAGE,
+    IMAGE_REPOSITORY,
     LEASES,
     PODS,
     SECRETS,
@@ -47,6 +49,7 @@ from .nodecluster import (
     SYSTEM,
     Installed,
     installed,
+    render_release,
 )
 from .providers import audit_cli
 
@@ -56,6 +59,8 @@ NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
 WEBHOOK_SECRET = "capi-ipam-in-cluster-webhook-service-cert"
 WEBHOOK_CERTIFICATE = "capi-ipam-in-cluster-serving-cert"
 MEMORY_LIMIT = 256 * 1024 * 1024
+NEXT_VERSION = "0.1.1"
+NEXT_IMAGE = f"{IMAGE_REPOSITORY}:v{NEXT_VERSION}"
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +195,65 @@ async def test_claims_are_bound_and_kubectl_get_shows_the_columns(cluster: Insta
     print(pools)
     print(plan)
     await clean(cluster, namespace)
+
+
+# ---- clusterctl upgrade --------------------------------------------------------------------------------
+
+
+async def test_clusterctl_upgrade_to_a_patch_release_keeps_every_address(cluster: Installed) -> None:
+    namespace = await fresh_namespace(cluster, "upgrade")
+    spec = {"addresses": ["10.50.0.10-10.50.0.60"], "prefix": 24, "gateway": "10.50.0.1"}
+    await cluster.client.create(IP_POOLS, pool_body("InClusterIPPool", "pool", namespace, spec), namespace)
+    names = {f"before-{i}" for i in range(10)}
+    for name in sorted(names):
+        await cluster.client.create(CLAIMS, claim_body(name, "pool"), namespace)
+    before = await all_bound(cluster, namespace, names)
+    versions = {
+        a["metadata"]["name"]: a["metadata"]["resourceVersion"]
+        for a in (await cluster.client.list(ADDRESSES, namespace)).items
+    }
+    # The next patch release: the same image under its new tag, rendered into the same local repository.
+    await render_release(cluster.repository, NEXT_VERSION)
+    await cluster.node.ctr("images", "tag", "--force", BUILT_IMAGE, NEXT_IMAGE)
+    plan = await cluster.clusterctl.run("upgrade", "plan", "--kubeconfig", str(cluster.kubeconfig))
+    assert f"v{NEXT_VERSION}" in plan, plan
+    began = time.monotonic()
+    await cluster.clusterctl.run(
+        "upgrade",
+        "apply",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--ipam",
+        f"{SYSTEM}/in-cluster:v{NEXT_VERSION}",
+        limit=600,
+    )
+
+    async def upgraded() -> list[dict[str, Any]] | None:
+        pods = await cluster.ready_pods()
+        return pods if all(p["spec"]["containers"][0]["image"] == NEXT_IMAGE for p in pods) else None
+
+    await eventually(upgraded, 240, f"both replicas to run {NEXT_IMAGE}")
+    took = time.monotonic() - began
+    await cluster.leader()
+    after = await all_bound(cluster, namespace, names)
+    assert after == before
+    rewritten = [
+        a["metadata"]["name"]
+        for a in (await cluster.client.list(ADDRESSES, namespace)).items
+        if versions.get(a["metadata"]["name"]) != a["metadata"]["resourceVersion"]
+    ]
+    assert rewritten == []
+    more = {f"after-{i}" for i in range(5)}
+    for name in sorted(more):
+        await cluster.client.create(CLAIMS, claim_body(name, "pool"), namespace)
+    fresh = await all_bound(cluster, namespace, names | more)
+    assert len(set(fresh.values())) == len(fresh)
+    inventory = {
+        p["metadata"]["name"]: p.get("version") for p in (await cluster.client.list(PROVIDERS)).items
+    }
+    assert inventory.get("ipam-in-cluster") == f"v{NEXT_VERSION}", inventory
+    summary = await clean(cluster, namespace)
+    figures(upgrade_seconds=round(took, 1), addresses_rewritten=len(rewritten), invariants=summary)
 
 
 # ---- replicas replaced under load -----------------------------------------------------------------------
