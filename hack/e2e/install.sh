@@ -12,3 +12,4 @@ bash hack/upstream/build.sh >/dev/null            # upstream's provider v1.1.0 a
 bash hack/clusterctl/build.sh >/dev/null          # clusterctl from Cluster API v1.14.2 (clusterctl move)
 bash hack/clusterctl/core-repository.sh >/dev/null  # Cluster API's providers as a local repository (init)
 bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)
+bash hack/cert-manager/binaries/build.sh >/dev/null  # cert-manager's controller, webhook, cainjector images (own mains)
