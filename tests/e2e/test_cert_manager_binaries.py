@@ -5,7 +5,10 @@ manifest passes them (plus --kubeconfig and loopback listeners).
 The controller must issue from a SelfSigned Issuer (a CA Certificate) and from a CA Issuer made of that
 Secret (a leaf signed by it), with leader election on and /livez answering; the cainjector must copy the
 CA Certificate's ca.crt into a ValidatingWebhookConfiguration annotated cert-manager.io/inject-ca-from.
-A missing binary or a process that dies fails the test with its log tail.
+The webhook, with its dynamic serving CA in a Secret (the manifest's --dynamic-serving-* flags), must answer
+its probes and, once the cainjector has injected that CA (cert-manager.io/inject-ca-from-secret), reject an
+invalid Certificate through the API server. A missing binary or a process that dies fails the test with
+its log tail.
 """
 
 from __future__ import annotations
@@ -107,29 +110,37 @@ def cainjector_argv(bin_dir: Path, plane: ControlPlane, namespace: str) -> list[
     ]
 
 
-def webhook_configuration(name: str, inject_from: str) -> dict[str, Any]:
-    """A webhook configuration for nothing anyone creates (ignored on failure): only its caBundle matters."""
+def webhook_configuration(
+    name: str, *, annotation: str, source: str, url: str, rule: dict[str, Any], namespace: str
+) -> dict[str, Any]:
+    """A ValidatingWebhookConfiguration without a caBundle, annotated for the cainjector, limited to one
+    namespace (the session control plane is shared)."""
     hook = {
         "name": "probe.cert-manager-binaries.test",
-        "clientConfig": {"url": "https://127.0.0.1:9/validate"},
-        "rules": [
-            {
-                "apiGroups": ["cert-manager-binaries.test"],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE"],
-                "resources": ["nothings"],
-            }
-        ],
-        "failurePolicy": "Ignore",
+        "clientConfig": {"url": url},
+        "rules": [{"apiVersions": ["v1"], "operations": ["CREATE"], **rule}],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "failurePolicy": "Fail",
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
     }
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name, "annotations": {"cert-manager.io/inject-ca-from": inject_from}},
+        "metadata": {"name": name, "annotations": {f"cert-manager.io/{annotation}": source}},
         "webhooks": [hook],
     }
+
+
+async def injected_bundle(client: KubeClient, name: str, cainjector: ManagedProcess) -> bytes:
+    """Wait for the cainjector to fill the configuration's caBundle; the bundle (PEM)."""
+
+    async def bundle() -> bytes | None:
+        cainjector.check_alive()
+        value = (await client.get(VALIDATING, name))["webhooks"][0]["clientConfig"].get("caBundle")
+        return base64.b64decode(value) if value else None
+
+    return await eventually(bundle, 30, f"cainjector to inject a CA into {name}")
 
 
 async def test_controller_issues_and_cainjector_injects(
@@ -177,16 +188,19 @@ async def test_controller_issues_and_cainjector_injects(
             leaf_cert.verify_directly_issued_by(root_cert)
             assert leaf["ca.crt"] == root["tls.crt"], "the leaf's ca.crt is not its CA"
 
-            # cainjector: the CA Certificate's ca.crt into the annotated webhook configuration
-            await client.create(VALIDATING, webhook_configuration(vwc, f"{namespace}/root"))
-
-            async def injected() -> bytes | None:
-                cainjector.check_alive()
-                hooks = (await client.get(VALIDATING, vwc))["webhooks"]
-                bundle = hooks[0]["clientConfig"].get("caBundle")
-                return base64.b64decode(bundle) if bundle else None
-
-            bundle = await eventually(injected, 30, f"cainjector to inject {namespace}/root into {vwc}")
+            # cainjector: the CA Certificate's ca.crt into the annotated webhook configuration (a rule
+            # for a resource nobody creates: only the caBundle matters here)
+            nothing = {"apiGroups": ["cert-manager-binaries.test"], "resources": ["nothings"]}
+            configuration = webhook_configuration(
+                vwc,
+                annotation="inject-ca-from",
+                source=f"{namespace}/root",
+                url="https://127.0.0.1:9/",
+                rule=nothing,
+                namespace=namespace,
+            )
+            await client.create(VALIDATING, configuration)
+            bundle = await injected_bundle(client, vwc, cainjector)
             assert bundle.decode() == root["ca.crt"], "the injected caBundle is not the Certificate's CA"
             print(
                 f"\n[cert-manager binaries] SelfSigned issued {self_signed_s:.1f} s after start, CA leaf "
@@ -196,4 +210,82 @@ async def test_controller_issues_and_cainjector_injects(
             await cainjector.stop()
             await controller.stop()
             with contextlib.suppress(ApiError):  # absent if the test failed before creating it
+                await client.delete(VALIDATING, vwc)
+
+
+def webhook_argv(bin_dir: Path, plane: ControlPlane, namespace: str, port: int, health: int) -> list[str]:
+    """The release manifest's arguments (the Service's DNS names plus localhost, which the test calls)."""
+    service = "cert-manager-webhook"
+    return [
+        str(bin_dir / "webhook"),
+        "--v=2",
+        f"--secure-port={port}",
+        f"--dynamic-serving-ca-secret-namespace={namespace}",
+        f"--dynamic-serving-ca-secret-name={service}-ca",
+        f"--dynamic-serving-dns-names={service},{service}.{namespace},{service}.{namespace}.svc,localhost",
+        f"--healthz-port={health}",
+        "--metrics-listen-address=0",
+        f"--kubeconfig={plane.kubeconfig_path}",
+    ]
+
+
+async def test_webhook_validates_with_injected_ca(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    bin_dir = await binaries()
+    await control_plane.install_crds(await cert_manager_crds())
+    async with KubeClient.from_kubeconfig(control_plane.kubeconfig_path) as client:
+        port, health = free_port(), free_port()
+        webhook = ManagedProcess(
+            "cert-manager-webhook",
+            webhook_argv(bin_dir, control_plane, namespace, port, health),
+            tmp_path / "webhook.log",
+        )
+        cainjector = ManagedProcess(
+            "cert-manager-cainjector",
+            cainjector_argv(bin_dir, control_plane, namespace),
+            tmp_path / "cainjector.log",
+        )
+        vwc = f"cm-webhook-{namespace}"
+        try:
+            await webhook.start()
+            await cainjector.start()
+            await wait_healthy(webhook, health, "/livez")
+            await wait_healthy(webhook, health, "/healthz")
+
+            certificates = {"apiGroups": ["cert-manager.io"], "resources": ["certificates"]}
+            configuration = webhook_configuration(
+                vwc,
+                annotation="inject-ca-from-secret",
+                source=f"{namespace}/cert-manager-webhook-ca",
+                url=f"https://localhost:{port}/validate",
+                rule=certificates,
+                namespace=namespace,
+            )
+            await client.create(VALIDATING, configuration)
+            bundle = await injected_bundle(client, vwc, webhook)
+            secret = await client.get(SECRETS, "cert-manager-webhook-ca", namespace)
+            assert bundle == base64.b64decode(secret["data"]["ca.crt"]), "caBundle is not the webhook's CA"
+
+            # A Certificate with neither a common name nor a SAN: the webhook must refuse it.
+            invalid = certificate("invalid", namespace, "none")
+
+            async def refused() -> str | None:
+                webhook.check_alive()
+                try:
+                    await client.create(CERTIFICATES, invalid, dry_run=True)
+                except ApiError as error:
+                    return str(error) if "denied the request" in str(error) else None
+                return None
+
+            message = await eventually(refused, 30, "the webhook to refuse an invalid Certificate")
+            assert "probe.cert-manager-binaries.test" in message, message
+            elapsed = time.monotonic() - started
+            print(f"\n[cert-manager binaries] webhook refused a bad Certificate {elapsed:.1f} s after start")
+            print(f"[cert-manager binaries] {message[:300]}")
+        finally:
+            await cainjector.stop()
+            await webhook.stop()
+            with contextlib.suppress(ApiError):
                 await client.delete(VALIDATING, vwc)
