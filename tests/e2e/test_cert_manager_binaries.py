@@ -26,7 +26,7 @@ from incluster_ipam.devcluster import ControlPlane
 from incluster_ipam.devcluster.controlplane import free_port
 from incluster_ipam.devcluster.process import ManagedProcess
 from incluster_ipam.kube import ApiError, KubeClient, Resource
-from incluster_ipam.kube.resources import SECRETS
+from incluster_ipam.kube.resources import LEASES, SECRETS
 
 from ..integration.support import eventually
 from .clusterctl import cert_manager_crds
@@ -202,6 +202,14 @@ async def test_controller_issues_and_cainjector_injects(
             await client.create(VALIDATING, configuration)
             bundle = await injected_bundle(client, vwc, cainjector)
             assert bundle.decode() == root["ca.crt"], "the injected caBundle is not the Certificate's CA"
+
+            # Leader election: the controller held upstream's Lease, and releases it on SIGTERM.
+            lease = await client.get(LEASES, "cert-manager-controller", namespace)
+            holder = lease["spec"].get("holderIdentity") or ""
+            assert holder.endswith("-external-cert-manager-controller"), f"Lease held by {holder!r}"
+            await controller.stop()
+            lease = await client.get(LEASES, "cert-manager-controller", namespace)
+            assert not lease["spec"].get("holderIdentity"), "the controller kept its Lease after SIGTERM"
             print(
                 f"\n[cert-manager binaries] SelfSigned issued {self_signed_s:.1f} s after start, CA leaf "
                 f"and injection done {time.monotonic() - started:.1f} s after start"

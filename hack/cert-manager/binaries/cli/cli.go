@@ -43,6 +43,7 @@ func Main(c Command) {
 	logf.InitLogs()
 	defer logf.FlushLogs()
 	ctx = logf.NewContext(ctx, logf.Log, c.Name)
+	log := logf.FromContext(ctx)
 
 	c.Flags.Usage = func() {
 		fmt.Fprintf(os.Stderr, "%s: %s\n\nUsage:\n  %s [flags]\n\nFlags:\n%s", c.Name, c.Summary, c.Name,
@@ -57,15 +58,15 @@ func Main(c Command) {
 		return
 	}
 	if err := setUp(c); err != nil {
-		logf.Log.Error(err, "invalid configuration")
+		log.Error(err, "invalid configuration")
 		cmdutil.SetExitCode(err)
 		return
 	}
 	v := util.VersionInfo()
-	logf.Log.Info("starting cert-manager "+c.Name, "version", v.GitVersion, "go_version", v.GoVersion,
+	log.Info("starting cert-manager "+c.Name, "version", v.GitVersion, "go_version", v.GoVersion,
 		"platform", v.Platform)
 	if err := c.Run(ctx); err != nil {
-		logf.Log.Error(err, "exiting on error")
+		log.Error(err, "exiting on error")
 		cmdutil.SetExitCode(err)
 	}
 }
