@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from incluster_ipam.devcluster import ControlPlane
@@ -30,7 +31,7 @@ from incluster_ipam.kube.resources import LEASES, SECRETS
 
 from ..integration.support import eventually
 from .clusterctl import cert_manager_crds
-from .providers import build, wait_healthy
+from .providers import BUILD_TIMEOUT, build, wait_healthy
 
 ISSUERS = Resource("cert-manager.io", "v1", "issuers", "Issuer", True)
 CERTIFICATES = Resource("cert-manager.io", "v1", "certificates", "Certificate", True)
@@ -143,6 +144,8 @@ async def injected_bundle(client: KubeClient, name: str, cainjector: ManagedProc
     return await eventually(bundle, 30, f"cainjector to inject a CA into {name}")
 
 
+# A cold build takes minutes (docs/operations.md); cached afterwards.
+@pytest.mark.timeout(BUILD_TIMEOUT + 120)
 async def test_controller_issues_and_cainjector_injects(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
@@ -237,6 +240,7 @@ def webhook_argv(bin_dir: Path, plane: ControlPlane, namespace: str, port: int, 
     ]
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT + 120)
 async def test_webhook_validates_with_injected_ca(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
