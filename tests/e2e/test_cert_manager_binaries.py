@@ -2,9 +2,10 @@
 against the root module), run as processes against the session control plane with the arguments the release
 manifest passes them (plus --kubeconfig and loopback listeners).
 
-The controller must issue from a SelfSigned Issuer (a CA Certificate) and from a CA Issuer made of that
-Secret (a leaf signed by it), with leader election on and /livez answering; the cainjector must copy the
-CA Certificate's ca.crt into a ValidatingWebhookConfiguration annotated cert-manager.io/inject-ca-from.
+The controller must issue from a SelfSigned Issuer (a CA Certificate) and from a CA Issuer and a CA
+ClusterIssuer made of that Secret (leaves signed by it), with leader election on and /livez answering; the
+cainjector must copy the CA Certificate's ca.crt into a ValidatingWebhookConfiguration annotated
+cert-manager.io/inject-ca-from.
 The webhook, with its dynamic serving CA in a Secret (the manifest's --dynamic-serving-* flags), must answer
 its probes and, once the cainjector has injected that CA (cert-manager.io/inject-ca-from-secret), reject an
 invalid Certificate through the API server. A missing binary or a process that dies fails the test with
@@ -34,6 +35,7 @@ from .clusterctl import cert_manager_crds
 from .providers import BUILD_TIMEOUT, build, wait_healthy
 
 ISSUERS = Resource("cert-manager.io", "v1", "issuers", "Issuer", True)
+CLUSTER_ISSUERS = Resource("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False)
 CERTIFICATES = Resource("cert-manager.io", "v1", "certificates", "Certificate", True)
 VALIDATING = Resource(
     "admissionregistration.k8s.io",
@@ -53,17 +55,22 @@ async def binaries() -> Path:
     return bin_dir
 
 
-def issuer(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
-    meta = {"name": name, "namespace": namespace}
-    return {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": meta, "spec": spec}
+def issuer(name: str, namespace: str | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """An Issuer, or a ClusterIssuer without a namespace."""
+    kind, meta = (
+        ("Issuer", {"name": name, "namespace": namespace}) if namespace else ("ClusterIssuer", {"name": name})
+    )
+    return {"apiVersion": "cert-manager.io/v1", "kind": kind, "metadata": meta, "spec": spec}
 
 
-def certificate(name: str, namespace: str, issuer_name: str, **spec: Any) -> dict[str, Any]:
+def certificate(
+    name: str, namespace: str, issuer_name: str, issuer_kind: str = "Issuer", **spec: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"secretName": name, "issuerRef": {"name": issuer_name, "kind": "Issuer"}, **spec},
+        "spec": {"secretName": name, "issuerRef": {"name": issuer_name, "kind": issuer_kind}, **spec},
     }
 
 
@@ -164,7 +171,7 @@ async def test_controller_issues_and_cainjector_injects(
             cainjector_argv(bin_dir, control_plane, namespace),
             tmp_path / "cainjector.log",
         )
-        vwc = f"cm-binaries-{namespace}"
+        vwc = cluster_issuer = f"cm-binaries-{namespace}"
         try:
             await controller.start()
             await cainjector.start()
@@ -190,6 +197,19 @@ async def test_controller_issues_and_cainjector_injects(
             assert leaf_cert.issuer == root_cert.subject, "the CA Issuer's leaf is not signed by its CA"
             leaf_cert.verify_directly_issued_by(root_cert)
             assert leaf["ca.crt"] == root["tls.crt"], "the leaf's ca.crt is not its CA"
+
+            # CA ClusterIssuer: its Secret is read from --cluster-resource-namespace (the test's)
+            await client.create(CLUSTER_ISSUERS, issuer(cluster_issuer, None, {"ca": {"secretName": "root"}}))
+            await client.create(
+                CERTIFICATES,
+                certificate(
+                    "cluster-leaf", namespace, cluster_issuer, "ClusterIssuer", dnsNames=["c.example.test"]
+                ),
+            )
+            cluster_leaf = await issued(client, namespace, "cluster-leaf", controller)
+            x509.load_pem_x509_certificate(cluster_leaf["tls.crt"].encode()).verify_directly_issued_by(
+                root_cert
+            )
 
             # cainjector: the CA Certificate's ca.crt into the annotated webhook configuration (a rule
             # for a resource nobody creates: only the caBundle matters here)
@@ -220,8 +240,9 @@ async def test_controller_issues_and_cainjector_injects(
         finally:
             await cainjector.stop()
             await controller.stop()
-            with contextlib.suppress(ApiError):  # absent if the test failed before creating it
-                await client.delete(VALIDATING, vwc)
+            for resource, name in ((VALIDATING, vwc), (CLUSTER_ISSUERS, cluster_issuer)):
+                with contextlib.suppress(ApiError):  # absent if the test failed before creating it
+                    await client.delete(resource, name)
 
 
 def webhook_argv(bin_dir: Path, plane: ControlPlane, namespace: str, port: int, health: int) -> list[str]:
