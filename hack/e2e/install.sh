@@ -15,3 +15,4 @@ bash hack/clusterctl/node-repository.sh >/dev/null  # the same, full, with their
 bash hack/cert-manager/fetch-crds.sh >/dev/null   # cert-manager's CRDs (clusterctl init finds cert-manager)
 bash hack/node/build.sh >/dev/null                # the real node: containerd, runc, CNI, iptables, sandbox image
 bash hack/cert-manager/build.sh >/dev/null        # cert-manager.yaml rendered from its chart (real node)
+bash hack/cert-manager/binaries/build.sh >/dev/null  # cert-manager's controller, webhook, cainjector images (own mains)
