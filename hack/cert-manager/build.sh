@@ -7,24 +7,16 @@
 # hack/extractcrd cuts the CRDs out of the full render, and the file is the licence header, the namespace,
 # the CRDs and the rest, in that order.
 #
-# With CERT_MANAGER_SOURCE set to a cert-manager git directory (a checkout's .git or a bare mirror) and
-# CERT_MANAGER_SOURCE_REF to a commit there whose cmd/ matches the pinned release, the OCI archives of the
-# controller, webhook and cainjector images are built too (images/*.oci.tar, named as cert-manager.yaml
-# names them). The Go module proxy cannot serve them: cmd/controller, cmd/webhook and cmd/cainjector are
-# separate modules (controller-binary, ...) that replace cert-manager with ../../ and are never published.
-# Each is built against the pinned root module (not the checkout's), CGO off, static, with the release's
-# version stamp, and packaged by hack/image/static.sh with the entrypoint of cert-manager's own images
-# (/app/cmd/NAME/NAME; the chart passes arguments only). Not for CI: no such source exists there.
+# The images the manifest names (controller, webhook, cainjector) are built by binaries/build.sh from our own
+# mains against the same pinned root module: cert-manager's cmd/ modules are not on the module proxy.
 #
 # The cache directory is keyed by the version, the Go version and a hash of both go.mod/go.sum pairs and
 # this script. Prints it on stdout (the last line); progress goes to stderr. Layout:
 #   cert-manager.yaml
 #   bin/helm, bin/extractcrd
-#   images/cert-manager-{controller,webhook,cainjector}.oci.tar, images/.source (only with CERT_MANAGER_SOURCE)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
 module=github.com/cert-manager/cert-manager
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-modcacherw
@@ -33,8 +25,8 @@ command -v go >/dev/null || { echo "build.sh: Go is required to build cert-manag
 version=$(cd "$here" && go list -m -f '{{.Version}}' "$module")
 [ -n "$version" ] || { echo "build.sh: cannot read the pinned cert-manager version" >&2; exit 1; }
 go_version=$(go env GOVERSION)
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$here/build.sh" \
-  $(find "$here/vcert-stub" -type f | sort) | sha256sum | cut -c1-16)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$here/build.sh" |
+  sha256sum | cut -c1-16)
 cache_root=${INCLUSTER_IPAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/incluster-ipam}
 dir="$cache_root/cert-manager/${version}_${go_version}_${key}"
 mkdir -p "$dir/bin"
@@ -86,40 +78,6 @@ if [ ! -f "$dir/cert-manager.yaml" ]; then
   mv "$dir/cert-manager.yaml.tmp" "$dir/cert-manager.yaml"
   log "cert-manager.yaml: $(grep -c '^kind: CustomResourceDefinition' "$dir/cert-manager.yaml") CRDs," \
     "$(du -k "$dir/cert-manager.yaml" | cut -f1) KiB"
-fi
-
-if [ -n "${CERT_MANAGER_SOURCE:-}" ]; then
-  ref=${CERT_MANAGER_SOURCE_REF:?CERT_MANAGER_SOURCE_REF names the commit of CERT_MANAGER_SOURCE to build}
-  commit=$(git --git-dir="$CERT_MANAGER_SOURCE" rev-parse --verify "$ref^{commit}")
-  images="$dir/images"
-  # One source commit per cache directory: another commit rebuilds the three images.
-  if [ "$(cat "$images/.source" 2>/dev/null)" != "$commit" ]; then rm -rf "$images"; fi
-  mkdir -p "$images"
-  for name in cainjector webhook controller; do
-    archive="$images/cert-manager-$name.oci.tar"
-    [ -f "$archive" ] && continue
-    log "building the $name image from $CERT_MANAGER_SOURCE at ${commit:0:12} against $module $version"
-    start=$SECONDS
-    work="$tmp/src-$name"
-    mkdir -p "$work"
-    git --git-dir="$CERT_MANAGER_SOURCE" archive "$commit" "cmd/$name" | tar -x -C "$work"
-    cd "$work/cmd/$name"
-    # Build against the released root module instead of the checkout's parent directory.
-    go mod edit -dropreplace="$module" -require="$module@$version"
-    # The controller's Venafi issuer imports vcert v5.13.7, which the module proxy refuses (403, every
-    # v5.13): an inert stand-in of ours (vcert-stub/) takes its place; a Venafi Issuer then reports an error.
-    if [ "$name" = controller ]; then go mod edit -replace="github.com/Venafi/vcert/v5=$here/vcert-stub"; fi
-    # Not `go mod tidy`: it wants the test dependencies too, and the proxy refuses one of them.
-    ldflags="-s -w -X $module/pkg/util.AppVersion=$version -X $module/pkg/util.AppGitCommit=$commit"
-    go build -mod=mod -trimpath -ldflags "$ldflags" -o "$tmp/$name" .
-    cd "$root"
-    image=$(grep -o "quay.io/jetstack/cert-manager-$name:[^\"]*" "$dir/cert-manager.yaml" | head -1)
-    [ -n "$image" ] || { echo "build.sh: cert-manager.yaml names no image for $name" >&2; exit 1; }
-    bash "$root/hack/image/static.sh" "$image" "$archive" "/app/cmd/$name/$name" \
-      "$tmp/$name:/app/cmd/$name/$name"
-    log "$name: binary $(du -k "$tmp/$name" | cut -f1) KiB, built and packaged in $((SECONDS - start)) s"
-  done
-  echo "$commit" >"$images/.source"
 fi
 
 echo "$dir"

@@ -109,11 +109,12 @@ class Artifacts:
 
     ours: Path
     cert_manager: Path
+    cert_manager_images: Path
     capi: Path
 
     @property
     def archives(self) -> list[Path]:
-        found = [self.ours, *sorted((self.cert_manager / "images").glob("*.oci.tar"))]
+        found = [self.ours, *sorted((self.cert_manager_images / "images").glob("*.oci.tar"))]
         found += sorted((self.capi / "images").glob("*.oci.tar"))
         return found
 
@@ -121,8 +122,13 @@ class Artifacts:
 async def artifacts() -> Artifacts:
     ours = Path(await asyncio.to_thread(build, "hack/image/build.sh"))
     cert_manager = Path(await asyncio.to_thread(build, "hack/cert-manager/build.sh"))
+    cert_manager_images = Path(await asyncio.to_thread(build, "hack/cert-manager/binaries/build.sh"))
     capi = Path(await asyncio.to_thread(build, "hack/clusterctl/node-repository.sh"))
-    return Artifacts(ours, cert_manager, capi)
+    archives = Artifacts(ours, cert_manager, cert_manager_images, capi).archives
+    assert len(archives) == 7, (
+        f"expected 7 image archives (ours, cert-manager's 3, Cluster API's 3): {archives}"
+    )
+    return Artifacts(ours, cert_manager, cert_manager_images, capi)
 
 
 async def render_release(repository: Path, version: str) -> None:

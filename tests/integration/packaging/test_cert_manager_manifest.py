@@ -1,7 +1,7 @@
 """cert-manager's static release manifest as hack/cert-manager/build.sh renders it for a real node
 (`clusterctl init` installs it from a local path): it parses, holds the CRDs, the namespace and the three
-Deployments, names the images that the script packages, and never makes the kubelet pull. No control plane:
-the file is cert-manager's own release output, not ours to admit."""
+Deployments, names the images that binaries/build.sh packages, and never makes the kubelet pull. No control
+plane: the file is cert-manager's own release output, not ours to admit."""
 
 from __future__ import annotations
 
@@ -27,15 +27,19 @@ COMPONENTS = {
 """Deployment name -> image, as cert-manager's published v1.21.2 manifest names them."""
 
 
+def _built(script: str) -> Path:
+    """The cache directory a hack/cert-manager script prints (built on first use; a failing script fails)."""
+    path = ROOT / "hack" / "cert-manager" / script
+    done = subprocess.run(
+        ["bash", str(path)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, f"{path} failed:\n{done.stderr[-3000:]}"
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def cert_manager_dir() -> Path:
-    """The cache directory of hack/cert-manager/build.sh (built on first use; the script failing fails)."""
-    script = ROOT / "hack" / "cert-manager" / "build.sh"
-    done = subprocess.run(
-        ["bash", str(script)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
-    )
-    assert done.returncode == 0, f"{script} failed:\n{done.stderr[-3000:]}"
-    return Path(done.stdout.strip().splitlines()[-1])
+    return _built("build.sh")
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +93,10 @@ def test_the_deployments_name_the_release_images_and_never_pull(objects: list[di
         assert all("command" not in c for c in containers), name
 
 
-def test_the_built_archives_carry_the_manifest_image_names(
-    cert_manager_dir: Path, objects: list[dict[str, Any]]
-) -> None:
-    """Archives exist only when the script was given a cert-manager source (CERT_MANAGER_SOURCE); whatever is
-    there must be complete and named exactly as the Deployments name their images."""
-    images = cert_manager_dir / "images"
-    archives = sorted(images.glob("*.oci.tar")) if images.is_dir() else []
-    if not archives:
-        assert not images.exists() or not any(images.iterdir()), f"partial image build left in {images}"
-        return
+def test_the_built_archives_carry_the_manifest_image_names(objects: list[dict[str, Any]]) -> None:
+    """hack/cert-manager/binaries/build.sh packages our own mains as exactly the images the Deployments name
+    (a node that imports the archives then never pulls)."""
+    images = _built("binaries/build.sh") / "images"
+    archives = sorted(images.glob("*.oci.tar"))
     named = {c["image"] for o in objects if o["kind"] == "Deployment" for c in _containers(o)}
     assert {_archive_ref(a) for a in archives} == named == set(COMPONENTS.values())
