@@ -131,6 +131,44 @@ class Clusterctl:
         )
 
 
+Provider = tuple[str, str, str]
+"""(name, type, url) as clusterctl's configuration lists a provider."""
+
+
+def repository_url(root: Path, label: str, version: str, file: str) -> str:
+    """A file of a clusterctl local repository: <root>/<label>/<version>/<file>."""
+    return f"file://{root / label / version / file}"
+
+
+def capi_providers(core: Path) -> list[Provider]:
+    """Cluster API's core, kubeadm bootstrap and kubeadm control-plane providers of a local repository."""
+    return [
+        (
+            "cluster-api",
+            "CoreProvider",
+            repository_url(core, "cluster-api", CAPI_VERSION, "core-components.yaml"),
+        ),
+        (
+            "kubeadm",
+            "BootstrapProvider",
+            repository_url(core, "bootstrap-kubeadm", CAPI_VERSION, "bootstrap-components.yaml"),
+        ),
+        (
+            "kubeadm",
+            "ControlPlaneProvider",
+            repository_url(core, "control-plane-kubeadm", CAPI_VERSION, "control-plane-components.yaml"),
+        ),
+    ]
+
+
+def our_provider(repository: Path) -> Provider:
+    return (
+        "in-cluster",
+        "IPAMProvider",
+        repository_url(repository, OUR_PROVIDER, f"v{RELEASE_VERSION}", "ipam-components.yaml"),
+    )
+
+
 async def prepare(tmp_path: Path) -> Clusterctl:
     """Build or reuse clusterctl and Cluster API's repository; render our release and the test provider; write
     the clusterctl configuration naming all of them."""
@@ -160,31 +198,14 @@ async def prepare(tmp_path: Path) -> Clusterctl:
     }
     (infra / "metadata.yaml").write_text(yaml.safe_dump(metadata))
 
-    def url(root: Path, label: str, version: str, file: str) -> str:
-        return f"file://{root / label / version / file}"
-
     providers = [
-        ("cluster-api", "CoreProvider", url(core, "cluster-api", CAPI_VERSION, "core-components.yaml")),
-        (
-            "kubeadm",
-            "BootstrapProvider",
-            url(core, "bootstrap-kubeadm", CAPI_VERSION, "bootstrap-components.yaml"),
-        ),
-        (
-            "kubeadm",
-            "ControlPlaneProvider",
-            url(core, "control-plane-kubeadm", CAPI_VERSION, "control-plane-components.yaml"),
-        ),
+        *capi_providers(core),
         (
             "test",
             "InfrastructureProvider",
-            url(ours, "infrastructure-test", "v0.1.0", "infrastructure-components.yaml"),
+            repository_url(ours, "infrastructure-test", "v0.1.0", "infrastructure-components.yaml"),
         ),
-        (
-            "in-cluster",
-            "IPAMProvider",
-            url(ours, OUR_PROVIDER, f"v{RELEASE_VERSION}", "ipam-components.yaml"),
-        ),
+        our_provider(ours),
     ]
     config = tmp_path / "clusterctl.yaml"
     config.write_text(

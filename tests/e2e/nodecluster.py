@@ -27,7 +27,7 @@ from incluster_ipam.devcluster.node import NodeCluster
 from incluster_ipam.kube import KubeClient, Resource
 
 from ..integration.support import eventually
-from .clusterctl import CAPI_VERSION, RELEASE_VERSION, Clusterctl
+from .clusterctl import RELEASE_VERSION, Clusterctl, capi_providers, our_provider
 from .providers import ROOT, build
 
 SYSTEM = "capi-ipam-in-cluster-system"
@@ -156,27 +156,7 @@ async def write_clusterctl(tmp: Path, built: Artifacts) -> Clusterctl:
     await render_release(ours, RELEASE_VERSION)
     core = built.capi
 
-    def url(root: Path, label: str, version: str, file: str) -> str:
-        return f"file://{root / label / version / file}"
-
-    providers = [
-        ("cluster-api", "CoreProvider", url(core, "cluster-api", CAPI_VERSION, "core-components.yaml")),
-        (
-            "kubeadm",
-            "BootstrapProvider",
-            url(core, "bootstrap-kubeadm", CAPI_VERSION, "bootstrap-components.yaml"),
-        ),
-        (
-            "kubeadm",
-            "ControlPlaneProvider",
-            url(core, "control-plane-kubeadm", CAPI_VERSION, "control-plane-components.yaml"),
-        ),
-        (
-            "in-cluster",
-            "IPAMProvider",
-            url(ours, "ipam-in-cluster", f"v{RELEASE_VERSION}", "ipam-components.yaml"),
-        ),
-    ]
+    providers = [*capi_providers(core), our_provider(ours)]
     # clusterctl reads a local file only from a repository layout: <base>/<provider>/<version>/<file>.
     manifest = ours / "cert-manager" / CERT_MANAGER_VERSION / "cert-manager.yaml"
     manifest.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ from .controllermanager import (
 )
 from .nodeconfig import NodeNetwork, apiserver_node_args, serving_hosts
 from .pki import CertificateAuthority, service_account_keys
-from .process import ManagedProcess, ProcessError
+from .process import Lifecycle, ManagedProcess, ProcessError
 
 ADMIN_USER = "incluster-ipam-admin"
 HOST = "127.0.0.1"
@@ -53,7 +52,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class ControlPlane:
+class ControlPlane(Lifecycle):
     """etcd and kube-apiserver on 127.0.0.1 with a temp data dir, usable as an async context manager.
 
     `crds` are installed after start; `capi_version` selects which Cluster API release's CRDs are
@@ -103,19 +102,6 @@ class ControlPlane:
         self.startup_seconds = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> ControlPlane:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         started = time.monotonic()

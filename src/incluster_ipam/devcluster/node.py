@@ -21,7 +21,6 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -45,7 +44,7 @@ from .nodeconfig import (
     kubelet_config,
     scheduler_argv,
 )
-from .process import ManagedProcess, ProcessError
+from .process import Lifecycle, ManagedProcess, ProcessError
 
 NODE_DIR = Path(os.environ.get("INCLUSTER_IPAM_NODE_DIR", "/var/tmp/incluster-ipam-node"))
 NODE_USER = f"system:node:{NODE_NAME}"
@@ -88,7 +87,7 @@ async def build_node_assets() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-class NodeCluster:
+class NodeCluster(Lifecycle):
     """`ControlPlane` (with the controller manager and the node's controllers) plus one Ready node whose
     containerd has `images` (OCI archives) imported; an async context manager."""
 
@@ -131,19 +130,6 @@ class NodeCluster:
         return self.control_plane.kubeconfig_path
 
     # ---- lifecycle -------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> NodeCluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         started = time.monotonic()
