@@ -142,7 +142,8 @@ class NodeCluster(Lifecycle):
                 raise AssetsError(
                     f"{name} is missing from {self._assets.root}: run hack/controlplane/build.sh"
                 )
-        await self._clean()  # whatever a killed run left behind
+        await self._clean()  # whatever a killed run left behind (raises if a mount could not go)
+        shutil.rmtree(self.workdir, ignore_errors=True)  # and its state: every run starts empty
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self._network_up()
         self._step(started, "network")
