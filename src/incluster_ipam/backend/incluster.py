@@ -369,7 +369,10 @@ class InClusterPools:
             return
         assert new is not None
         if old is not None and differs_only_in_status(old, new) and finalizers_of(old) == finalizers_of(new):
-            return  # the echo of our own status write: nothing to recount, nobody to wake
+            # Usually the echo of our own status write, but it may be the previous leader's, landing after
+            # ours: the writer compares and writes only a status that differs. Nothing else to do.
+            self.changed(pool_key)
+            return
         self.changed(pool_key)
         await self.apply(pool_key, new, create=self.leading)
         unpaused = old is not None and has_paused_annotation(old) and not has_paused_annotation(new)
