@@ -172,6 +172,58 @@ async def test_an_invalid_pool_is_refused_by_the_webhook_through_its_service(clu
     assert "denied the request" in message, message
 
 
+PROBE = """
+import errno, socket
+s = socket.socket()
+s.settimeout(2)
+try:
+    s.connect(("192.0.2.1", 80))  # TEST-NET-1: documentation only, and no route to it from a pod anyway
+    print("CONNECTED")
+except OSError as exc:
+    print("refused", errno.errorcode.get(exc.errno, exc.errno))
+"""
+
+
+async def test_a_pod_has_no_route_off_the_machine(cluster: Installed) -> None:
+    namespace = await fresh_namespace(cluster, "probe")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", PROBE],
+                }
+            ],
+        },
+    }
+
+    async def created() -> bool:
+        try:
+            await cluster.client.create(PODS, pod, namespace)
+        except ApiError as exc:  # the namespace's default ServiceAccount comes a moment after it
+            if "serviceaccount" not in exc.message.lower():
+                raise
+            return False
+        return True
+
+    await eventually(created, 30, "the probe pod to be admitted")
+
+    async def finished() -> str | None:
+        phase = ((await cluster.client.get(PODS, "probe", namespace)).get("status") or {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    assert await eventually(finished, 120, "the probe pod to finish") == "Succeeded"
+    out = await cluster.kubectl_run("logs", "-n", namespace, "probe")
+    # The kernel refuses at once: the pod's only route is the Service range, nothing is sent.
+    assert out.strip() == "refused ENETUNREACH", out
+
+
 async def test_claims_are_bound_and_kubectl_get_shows_the_columns(cluster: Installed) -> None:
     namespace = await fresh_namespace(cluster, "claims")
     spec = {"addresses": ["10.10.0.10-10.10.0.20"], "prefix": 24, "gateway": "10.10.0.1"}
