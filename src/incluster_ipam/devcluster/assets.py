@@ -75,25 +75,26 @@ def repo_root() -> Path | None:
     return candidate if (candidate / "hack" / "controlplane" / "build.sh").is_file() else None
 
 
-async def ensure_assets() -> Assets:
-    """Return the cache, building it with the repo's build script when the environment does not name it."""
-    configured = os.environ.get(ENV_VAR)
+async def cached_build(script: str, env_var: str) -> Path:
+    """The cache directory a build script of this repository (`script`, relative to its root) prints on its
+    last stdout line, building on first use; `env_var`, when set, names the directory instead."""
+    configured = os.environ.get(env_var)
     if configured:
-        return Assets(Path(configured)).validate()
+        return Path(configured)
     root = repo_root()
     if root is None:
-        raise AssetsError(
-            f"set {ENV_VAR} to a control-plane cache directory (see hack/controlplane/build.sh)"
-        )
-    proc = await asyncio.create_subprocess_exec(
-        "bash",
-        str(root / "hack" / "controlplane" / "build.sh"),
-        stdout=asyncio.subprocess.PIPE,
-    )
+        raise AssetsError(f"set {env_var} to the cache directory {script} prints")
+    proc = await asyncio.create_subprocess_exec("bash", str(root / script), stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     if proc.returncode != 0:
-        raise AssetsError(f"hack/controlplane/build.sh failed with exit code {proc.returncode}")
+        raise AssetsError(f"{script} failed with exit code {proc.returncode}")
     lines = out.decode().strip().splitlines()
     if not lines:
-        raise AssetsError("hack/controlplane/build.sh printed no cache directory")
-    return Assets(Path(lines[-1])).validate()
+        raise AssetsError(f"{script} printed no cache directory")
+    return Path(lines[-1])
+
+
+async def ensure_assets() -> Assets:
+    """Return the control-plane cache, building it with the repo's build script when the environment does not
+    name it."""
+    return Assets(await cached_build("hack/controlplane/build.sh", ENV_VAR)).validate()

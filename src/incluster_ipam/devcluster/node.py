@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .assets import CURRENT_CAPI, Assets, AssetsError, ensure_assets, repo_root
+from .assets import CURRENT_CAPI, Assets, AssetsError, cached_build, ensure_assets
 from .controlplane import ControlPlane, ControlPlaneError, free_port
 from .nodeconfig import (
     NODE_CONTROLLERS,
@@ -73,18 +73,6 @@ async def run(*argv: str, check: bool = True, limit: float = 120.0) -> str:
             f"{' '.join(argv)} failed ({proc.returncode}): {err.decode(errors='replace').strip()}"
         )
     return out.decode(errors="replace")
-
-
-async def build_node_assets() -> Path:
-    """hack/node/build.sh: the Debian packages and the sandbox image; returns its cache directory."""
-    configured = os.environ.get("INCLUSTER_IPAM_NODE_ASSETS")
-    if configured:
-        return Path(configured)
-    root = repo_root()
-    if root is None:
-        raise AssetsError("set INCLUSTER_IPAM_NODE_ASSETS to hack/node/build.sh's cache directory")
-    out = await run("bash", str(root / "hack" / "node" / "build.sh"), limit=1800)
-    return Path(out.strip().splitlines()[-1])
 
 
 class NodeCluster(Lifecycle):
@@ -136,7 +124,7 @@ class NodeCluster(Lifecycle):
         await self._lock()
         if self._assets is None:
             self._assets = await ensure_assets()
-        node_assets = await build_node_assets()
+        node_assets = await cached_build("hack/node/build.sh", "INCLUSTER_IPAM_NODE_ASSETS")
         for name in ("kubelet", "kube-scheduler", "kube-proxy", "kube-controller-manager"):
             if not os.access(self._assets.root / "bin" / name, os.X_OK):
                 raise AssetsError(
