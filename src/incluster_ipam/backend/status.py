@@ -2,7 +2,8 @@
 
 Every change to a pool's allocation state marks the pool dirty; one writer task flushes dirty pools at most
 every `interval` seconds, a few at a time, so a burst of allocations costs a few status writes, not one per
-claim. Counts come from the book (never created here: a pool without a state has an invalid spec), so
+claim. The status patches of all pools share one budget (one per `interval` after a burst of a few,
+oldest-dirty pool first): ten busy pools cost the apiserver what one does, and none is starved. Counts come from the book (never created here: a pool without a state has an invalid spec), so
 `free` is honest (allocatable and not in use; never negative). The `Ready` and `Available` conditions
 (`api.conditions`) come from what the backend made of the spec and from the same counts, in the same patch,
 which is sent only when the counts or a condition changed.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -92,15 +94,31 @@ class PoolStatusWriter:
         self._metrics = metrics
         self._interval = interval
         self.fence: Fence = fence or Unfenced()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, None] = {}  # insertion order: the pool dirty longest comes first
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        self._burst = float(concurrency)
+        self._tokens = self._burst
+        self._refilled: float | None = None
         self.writes = 0
         pools.changed = self.mark
 
     def mark(self, pool_key: str) -> None:
-        self._dirty.add(pool_key)
+        self._dirty.setdefault(pool_key, None)
         self._wakeup.set()
+
+    def _take_token(self) -> bool:
+        """One status patch from the shared budget (`1 / interval` per second, `concurrency` at once)."""
+        now = asyncio.get_running_loop().time()
+        if self._interval <= 0:
+            return True
+        if self._refilled is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled) / self._interval)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     async def run(self) -> None:
         """Flush dirty pools until cancelled."""
@@ -108,32 +126,38 @@ class PoolStatusWriter:
             await self._wakeup.wait()
             await asyncio.sleep(self._interval)
             self._wakeup.clear()
-            batch, self._dirty = self._dirty, set()
-            keys = sorted(batch)
+            keys, self._dirty = list(self._dirty), {}
             results = await asyncio.gather(*(self._flush_one(key) for key in keys), return_exceptions=True)
+            again: dict[str, None] = {}
             for key, result in zip(keys, results, strict=True):
                 if isinstance(result, NotLeading):
                     return  # a stale status must not land after the next leader's first one
                 if isinstance(result, Exception):
                     log.warning("pool %s: status update failed (%s); retrying", key, result)
-                    self._dirty.add(key)
-                    self._wakeup.set()
+                    again[key] = None
+                elif result is False:
+                    again[key] = None  # over the budget: first in line next time
+            if again:
+                self._dirty = {**again, **self._dirty}
+                self._wakeup.set()
 
-    async def _flush_one(self, pool_key: str) -> None:
+    async def _flush_one(self, pool_key: str) -> bool:
         """A few pools at a time: a status patch of a pool with tens of thousands of entries costs the
         apiserver real CPU, and twenty at once would starve everything else, the lease renewals included."""
         async with self._slots:
-            await self.flush(pool_key)
+            return await self.flush(pool_key, budget=self._take_token)
 
-    async def flush(self, pool_key: str) -> None:
+    async def flush(self, pool_key: str, budget: Callable[[], bool] | None = None) -> bool:
+        """Bring one pool's finalizer and status up to date. False when its status patch was held back
+        because `budget` said no (the pool stays to be written)."""
         pool = self._pools.pool_object(pool_key)
         if pool is None:
-            return
+            return True
         kind, _, _ = split_pool_key(pool_key)
         resource = pool_resource(kind)
         if is_deleting(pool):
             await self._finish_deletion(pool_key, pool, resource)
-            return
+            return True
         if POOL_FINALIZER not in finalizers_of(pool):
             try:
                 await self._set_finalizers(resource, pool, [*finalizers_of(pool), POOL_FINALIZER])
@@ -160,7 +184,10 @@ class PoolStatusWriter:
             if conditions != previous:
                 patch["conditions"] = conditions
         if patch:
+            if budget is not None and not budget():
+                return False
             await self._patch(resource, pool, {"status": patch}, subresource="status")
+        return True
 
     async def _finish_deletion(self, pool_key: str, pool: Obj, resource: Resource) -> None:
         """Drop the finalizer once no IPAddress references the pool and no reservation of it is still in

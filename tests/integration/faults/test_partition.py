@@ -22,7 +22,7 @@ import datetime
 import time
 
 from ..review.doctored import DoctoredClient
-from ..review.harness import elected, lease_spec, running, wait_holder
+from ..review.harness import LogTail, elected, lease_spec, log_tail, running, wait_holder
 from . import invariants
 from .helpers import ADDRESSES, Cluster, bounded_gather
 
@@ -48,8 +48,22 @@ async def test_a_leader_whose_lease_calls_hang_stops_writing_in_time(cluster: Cl
             await asyncio.sleep(HANG)
 
     a_lease.hooks.append(hang)
-    loop = asyncio.get_running_loop()
     certain_until: list[float] = []  # A's leadership deadline, in wall-clock time, sampled
+    with log_tail() as tail:
+        await _partition(cluster, ns, a_data, a_lease, b_data, hanging, certain_until, tail)
+
+
+async def _partition(  # noqa: PLR0917 (the set-up of the test above, handed over whole)
+    cluster: Cluster,
+    ns: str,
+    a_data: DoctoredClient,
+    a_lease: DoctoredClient,
+    b_data: DoctoredClient,
+    hanging: asyncio.Event,
+    certain_until: list[float],
+    tail: LogTail,
+) -> None:
+    loop = asyncio.get_running_loop()
     async with (
         a_data,
         a_lease,
@@ -90,7 +104,11 @@ async def test_a_leader_whose_lease_calls_hang_stops_writing_in_time(cluster: Cl
                 assert not late, f"A sent {len(late)} creates after its leadership ended: {late[:3]}"
                 acquired = epoch(spec["acquireTime"])
                 assert acquired >= last_renew + 3.0 - 0.05, (acquired, last_renew)
-                verdict = await invariants.settle(cluster.client, ns, within=90, monitor=monitor)
+                try:
+                    verdict = await invariants.settle(cluster.client, ns, within=90, monitor=monitor)
+                except invariants.InvariantViolation as exc:
+                    states = f"{a.describe()}\n{b.describe()}\nlast warnings:\n{tail.text()}"
+                    raise invariants.InvariantViolation(f"{exc}\n{states}") from None
                 monitor.assert_clean()
                 sent = len(a_data.sent_to("create", "ipaddresses"))
                 print(

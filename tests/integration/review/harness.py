@@ -4,9 +4,11 @@ namespace, started and stopped explicitly (exit codes are part of what the tests
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,48 @@ class Running:
     async def finish(self, within: float = 30.0) -> int:
         self.stop.set()
         return await asyncio.wait_for(self.task, within)
+
+    def describe(self) -> str:
+        """Where this provider stands, for a failure message: is it leading, has it exited, and how."""
+        provider, task = self.provider, self.task
+        elector = provider.elector
+        if not task.done():
+            outcome = "running"
+        elif task.cancelled():
+            outcome = "cancelled"
+        elif task.exception() is not None:
+            outcome = f"failed: {task.exception()!r}"
+        else:
+            outcome = f"exited {task.result()}"
+        return (
+            f"provider {provider.options.identity}: {outcome}; leading={provider.leading.is_set()}, "
+            f"lease held={elector.is_leader if elector else None}, claims queued={len(provider.queue)}"
+        )
+
+
+class LogTail(logging.Handler):
+    """The provider's last warnings and errors, for a failure message."""
+
+    def __init__(self, keep: int = 40) -> None:
+        super().__init__(logging.WARNING)
+        self.records: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{record.created:.3f} {record.levelname} {record.name}: {record.getMessage()}")
+
+    def text(self) -> str:
+        return "\n".join(self.records) or "(no warnings)"
+
+
+@contextlib.contextmanager
+def log_tail() -> Iterator[LogTail]:
+    tail = LogTail()
+    logger = logging.getLogger("incluster_ipam")
+    logger.addHandler(tail)
+    try:
+        yield tail
+    finally:
+        logger.removeHandler(tail)
 
 
 def options(**overrides: Any) -> Options:
