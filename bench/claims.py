@@ -661,12 +661,16 @@ async def prepare_existing(stage: Stage, pool: Pool, count: int, concurrency: in
     return time.monotonic() - start
 
 
-async def startup(stage: Stage, pools: list[Pool], s: Settings) -> dict[str, Any]:
-    """Start the provider over `existing` bound claims; time until a claim created at start is bound."""
-    log(f"  creating {s.existing} bound claims and IPAddresses")
-    prepared = await prepare_existing(stage, pools[0], s.existing, s.concurrency)
-    log(f"  prepared in {prepared:.0f} s")
-    name = "new-claim-0"  # sorts after every existing claim: it is listed (and queued) last
+async def startup(
+    stage: Stage, pools: list[Pool], s: Settings, *, prepared: float | None = None, name: str = "new-claim-0"
+) -> dict[str, Any]:
+    """Start the provider over `existing` bound claims; time until a claim created at start is bound.
+    `prepared`: the existing claims are there already (a plane shared by the providers, `--shared-startup`);
+    `name` sorts after every existing claim, so it is listed (and queued) last."""
+    if prepared is None:
+        log(f"  creating {s.existing} bound claims and IPAddresses")
+        prepared = await prepare_existing(stage, pools[0], s.existing, s.concurrency)
+        log(f"  prepared in {prepared:.0f} s")
     watch = BindingWatch(stage.http, claims_path(NS), field_selector=f"metadata.name={name}")
     await watch.start()
     before = await RequestCounts.read(stage.http)
@@ -858,6 +862,40 @@ async def run_stage(
         return result
 
 
+async def run_shared_startup(
+    assets: Assets, providers: list[ProviderDef], s: Settings, *, logs: Path, use_audit: bool
+) -> dict[str, dict[str, Any]]:
+    """The start-up workload for every provider on ONE control plane, prepared once: `existing` bound claims
+    cost three writes each to prepare (at 100,000, minutes per plane). Each provider in turn starts over
+    them, a new claim of its own is created at its start, and it is stopped again; the ones after the first
+    also find the claims bound before them, as a provider left them. The pool CRDs are the first
+    provider's (ours and upstream's serve the same schema)."""
+    pools = pools_for("startup")
+    results: dict[str, dict[str, Any]] = {}
+    async with ControlPlane(assets, extra_crds=providers[0].crds) as plane, plane.session() as http:
+        await create_namespace(http, NS)
+        uids = await create_pools(http, pools)
+        log(f"  creating {s.existing} bound claims and IPAddresses (one plane for all providers)")
+        probe = Stage(plane, http, providers[0], logs / "prepare.log", pool_uids=uids)
+        prepared = await prepare_existing(probe, pools[0], s.existing, s.concurrency)
+        log(f"  prepared in {prepared:.0f} s")
+        for i, provider in enumerate(providers):
+            log(f"{provider.name}: startup (shared plane)")
+            stage = Stage(plane, http, provider, logs / f"{provider.name}-startup.log", pool_uids=uids)
+            result: dict[str, Any] = {"pools": [p.cidr for p in pools], "shared_plane": True}
+            try:
+                result.update(await startup(stage, pools, s, prepared=prepared, name=f"new-claim-{i}"))
+                result["check"] = await duplicate_check(stage, use_audit)
+            except Exception as exc:
+                result["error"] = f"{type(exc).__name__}: {exc}"
+                result["log_tail"] = log_tail(stage.log_path, 20)
+            finally:
+                await stage.stop_provider()
+            results[provider.name] = result
+            log(f"  {json.dumps({k: v for k, v in result.items() if k in _HEADLINE})}")
+    return results
+
+
 def settings(args: argparse.Namespace) -> Settings:
     return Settings(
         n=args.n,
@@ -907,6 +945,12 @@ async def main_async(args: argparse.Namespace) -> int:
     }
     path = args.out / f"claims-{mode}-{stamp}.json"
     for workload in args.workloads:
+        if workload == "startup" and args.shared_startup and providers:
+            shared = await run_shared_startup(assets, providers, s, logs=logs, use_audit=use_audit)
+            for name, result in shared.items():
+                report["results"][name][workload] = result
+            path.write_text(json.dumps(report, indent=2))
+            continue
         for provider in providers:
             log(f"{provider.name}: {workload}")
             result = await run_stage(
@@ -1027,6 +1071,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         a, b = ra.get(key), rb.get(key)
         ratio = _ratio(a, b, better) if better is not None else ""
         cells = [_fmt(a, unit), _fmt(b, unit)]
+        if key == "claims_per_s" and rb.get("complete") is False and ratio not in ("", "–"):
+            ratio = f"≥ {ratio}"  # upstream's rate over what it did before the deadline only falls later
         if key == "first_new_claim_bound_s":  # a start-up that timed out: say so, with the lower bound
             for i, r in enumerate((ra, rb)):
                 if r and r.get(key) is None and r.get("complete") is False:
@@ -1126,7 +1172,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             "first_new_claim_bound_s",
             " s",
             better=False,
-            bound_cell="< 10 s target",
+            bound_cell="< 15 s target" if existing >= 100_000 else "< 10 s target",
         )
         row("startup", "start → ready", "ready_s", " s", better=False)
         row(
@@ -1135,7 +1181,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             "provider_peak_rss_mb",
             " MB",
             better=False,
-            bound_cell="< 200 MB target",
+            bound_cell="< 300 MB target" if existing >= 100_000 else "< 200 MB target",
         )
         row("startup", "provider CPU during start-up", "provider_cpu_s", " s", better=None)
         row("startup", "writes during start-up", "provider_writes", better=None)
@@ -1186,6 +1232,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="burst workloads: stop waiting after this many seconds from the first create and report the "
         "rate over the claims bound by then (a lower bound of the ratio when the slower side stops)",
+    )
+    parser.add_argument(
+        "--shared-startup",
+        action="store_true",
+        help="startup: prepare the existing claims once, on one plane for every provider (for --existing "
+        "100000, where preparing takes minutes)",
     )
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="startup: give up after (s)")
     parser.add_argument(
