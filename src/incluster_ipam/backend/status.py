@@ -3,8 +3,8 @@
 Every change to a pool's allocation state marks the pool dirty; one writer task flushes dirty pools at most
 every `interval` seconds, a few at a time, so a burst of allocations costs a few status writes, not one per
 claim. The status patches of all pools share one budget (one per `interval` after a burst of a few,
-oldest-dirty pool first): ten busy pools cost the apiserver what one does, and none is starved. Counts come from the book (never created here: a pool without a state has an invalid spec), so
-`free` is honest (allocatable and not in use; never negative). The `Ready` and `Available` conditions
+oldest-dirty pool first): ten busy pools cost the apiserver what one does, and none is starved. Counts
+come from the book (never created here: a pool without a state has an invalid spec), so `free` is honest (allocatable and not in use; never negative). The `Ready` and `Available` conditions
 (`api.conditions`) come from what the backend made of the spec and from the same counts, in the same patch,
 which is sent only when the counts or a condition changed.
 """

@@ -237,9 +237,11 @@ class Provider:
         self.leading.set()
         self.metrics.leader.set(1)
         self.metrics.takeover_seconds.set(loop.time() - started)
-        for claim_key, claim in self.claims.each():
-            if claim_pool_key(claim) is not None:
-                self.queue.add(claim_key)
+        waiting, bound = watches.takeover_order(self.claims.each(), claim_pool_key)
+        for claim_key in waiting:
+            self.queue.add(claim_key)
+        for claim_key in bound:  # only re-checked: behind anything an event brings meanwhile
+            self.queue.add_background(claim_key)
         for key in self.pools.verify:
             self.queue.add(key)
         for address_key in [e.key for e in listed] if self.options.leader_elect else self.addresses.keys():

@@ -6,6 +6,9 @@
 - Delays: `add_after` (the earliest pending time wins) and `add_rate_limited` (per-key exponential back-off,
   reset by `forget`).
 - `shutdown`: stop accepting keys; with drain, hand out what is queued and wait for in-flight work.
+- A background lane (`add_background`): handed out only when nothing else waits, and an `add` of a key
+  waiting there moves it to the front lane (a takeover's re-check of every bound claim must not delay a
+  claim created meanwhile).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class WorkQueue(Generic[K]):
         self.name = name
         self._backoff = backoff or ItemBackoff()
         self._queue: deque[K] = deque()
+        self._background: deque[K] = deque()  # may hold stale entries: a key counts only while in `_later`
+        self._later: set[K] = set()  # keys waiting in the background lane
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
@@ -59,13 +64,32 @@ class WorkQueue(Generic[K]):
     # ---- adding ----------------------------------------------------------------------------------
 
     def add(self, key: K) -> None:
-        """Queue `key` unless it is already waiting; ignored once the queue is shutting down."""
-        if self._shutting_down or key in self._dirty:
+        """Queue `key` unless it is already waiting (a key waiting in the background lane moves to the
+        front one); ignored once the queue is shutting down."""
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if key in self._later:
+                self._later.discard(key)
+                if key not in self._processing:
+                    self._queue.append(key)
+                    self._wake_one()
             return
         self._dirty.add(key)
         if key in self._processing:
             return  # queued again by `done`
         self._queue.append(key)
+        self._wake_one()
+
+    def add_background(self, key: K) -> None:
+        """Queue `key` behind every key of the front lane, unless it is already waiting."""
+        if self._shutting_down or key in self._dirty:
+            return
+        self._dirty.add(key)
+        self._later.add(key)
+        if key in self._processing:
+            return  # queued again by `done`
+        self._background.append(key)
         self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -104,18 +128,26 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         """The next key, marked as processing until `done(key)`; raises QueueShutDown when shut down and
         empty."""
-        while not self._queue:
-            if self._shutting_down:
-                raise QueueShutDown(self.name)
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # pass the wake-up on
-                raise
-        key = self._queue.popleft()
+        while True:
+            while not self._queue and not self._background:
+                if self._shutting_down:
+                    raise QueueShutDown(self.name)
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake_one()  # pass the wake-up on
+                    raise
+            if self._queue:
+                key = self._queue.popleft()
+                break
+            key = self._background.popleft()
+            if key in self._later and key not in self._processing:
+                self._later.discard(key)
+                break
+            # stale: moved to the front lane since, or handed out already
         self._processing.add(key)
         self._dirty.discard(key)
         return key
@@ -124,9 +156,9 @@ class WorkQueue(Generic[K]):
         """Finish processing `key`; if it was added meanwhile, queue it again now."""
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.append(key)
+            (self._background if key in self._later else self._queue).append(key)
             self._wake_one()
-        elif self._idle is not None and not self._queue and not self._processing:
+        elif self._idle is not None and not self._queue and not self._background and not self._processing:
             self._idle.set()
 
     def _wake_one(self) -> None:
@@ -145,8 +177,8 @@ class WorkQueue(Generic[K]):
     # ---- introspection ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Keys waiting to be handed out (not counting delayed or in-flight ones)."""
-        return len(self._queue)
+        """Keys waiting to be handed out, in both lanes (not counting delayed ones)."""
+        return len(self._queue) + len(self._later)
 
     @property
     def processing(self) -> int:
@@ -172,9 +204,11 @@ class WorkQueue(Generic[K]):
         self._timers.clear()
         if not drain:
             self._queue.clear()
+            self._background.clear()
+            self._later.clear()
             self._dirty.clear()
         self._wake_all()
-        if self._queue or self._processing:
+        if self._queue or self._background or self._processing:
             self._idle = asyncio.Event()
             await self._idle.wait()
 

@@ -244,3 +244,31 @@ async def test_shutdown_without_drain_still_waits_for_keys_in_flight() -> None:
     await asyncio.wait_for(stopping, 1)
     assert sorted(finished) == [0, 1]
     await asyncio.wait_for(workers, 1)
+
+
+async def test_background_keys_go_after_every_foreground_key_and_an_add_promotes_one() -> None:
+    """A takeover re-checks every bound claim in the background: a claim created meanwhile must not wait
+    behind 100,000 of them."""
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ["b1", "b2", "b3"]:
+        queue.add_background(key)
+    queue.add("f1")
+    queue.add("b2")  # an event for a key waiting in the background: it is urgent now
+    queue.add_background("f1")  # already queued in front: stays there
+    queue.add("f2")
+    assert len(queue) == 5
+    order = [await queue.get() for _ in range(5)]
+    assert order == ["f1", "b2", "f2", "b1", "b3"]
+    for key in order:
+        queue.done(key)
+    assert len(queue) == 0
+
+
+async def test_a_background_key_added_while_in_flight_reruns_in_the_background() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add_background("a")
+    queue.add("b")
+    queue.done("a")
+    assert [await queue.get(), await queue.get()] == ["b", "a"]
