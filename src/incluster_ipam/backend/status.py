@@ -4,9 +4,10 @@ Every change to a pool's allocation state marks the pool dirty; one writer task 
 every `interval` seconds, a few at a time, so a burst of allocations costs a few status writes, not one per
 claim. The status patches of all pools share one budget (one per `interval` after a burst of a few,
 oldest-dirty pool first): ten busy pools cost the apiserver what one does, and none is starved. Counts
-come from the book (never created here: a pool without a state has an invalid spec), so `free` is honest (allocatable and not in use; never negative). The `Ready` and `Available` conditions
-(`api.conditions`) come from what the backend made of the spec and from the same counts, in the same patch,
-which is sent only when the counts or a condition changed.
+come from the book (never created here: a pool without a state has an invalid spec), so `free` is honest
+(allocatable and not in use; never negative). The `Ready` and `Available` conditions (`api.conditions`)
+come from what the backend made of the spec and from the same counts, in the same patch, which is sent
+only when the counts or a condition changed.
 """
 
 from __future__ import annotations
