@@ -121,6 +121,7 @@ class ProviderDef:
     argv: Callable[[Path, int, int], list[str]]
     python: bool
     extra: tuple[str, ...] = ()
+    binary: Path | None = None
 
 
 def ours() -> ProviderDef:
@@ -143,8 +144,10 @@ def ours() -> ProviderDef:
     return ProviderDef("ours", __version__, list(our_crds("")), argv, python=True)
 
 
-def upstream() -> ProviderDef:
-    """Build (or reuse) upstream's binary and CRDs with hack/upstream/build.sh; raises with the reason."""
+def upstream(profile: bool = False) -> ProviderDef:
+    """Build (or reuse) upstream's binary and CRDs with hack/upstream/build.sh; raises with the reason.
+    With `profile`, its diagnostics endpoint is served as upstream ships it (HTTPS, authenticated), which
+    is where its pprof handlers are."""
     proc = subprocess.run(
         ["bash", str(REPO / "hack" / "upstream" / "build.sh")], capture_output=True, text=True, check=False
     )
@@ -161,11 +164,11 @@ def upstream() -> ProviderDef:
             f"--kubeconfig={kubeconfig}",
             "--webhook-port=0",
             f"--health-probe-bind-address=127.0.0.1:{health}",
-            "--insecure-diagnostics",
+            *([] if profile else ["--insecure-diagnostics"]),
             f"--diagnostics-address=127.0.0.1:{metrics}",
         ]
 
-    return ProviderDef("upstream", version, docs, argv, python=False)
+    return ProviderDef("upstream", version, docs, argv, python=False, binary=binary)
 
 
 # ---- objects -----------------------------------------------------------------------------------------------
@@ -218,6 +221,7 @@ class Stage:
     log_path: Path
     proc: ManagedProcess | None = None
     health_port: int = 0
+    metrics_port: int = 0
     started_at: float = 0.0
     pool_uids: dict[str, str] = field(default_factory=dict)
 
@@ -228,9 +232,9 @@ class Stage:
         return self.proc.pid
 
     async def start_provider(self) -> None:
-        self.health_port = free_port()
+        self.health_port, self.metrics_port = free_port(), free_port()
         argv = [
-            *self.provider.argv(self.plane.kubeconfig_path, self.health_port, free_port()),
+            *self.provider.argv(self.plane.kubeconfig_path, self.health_port, self.metrics_port),
             *self.provider.extra,
         ]
         self.proc = ManagedProcess(self.provider.name, argv, self.log_path)
@@ -408,6 +412,7 @@ class Settings:
     settle: float
     profile_dir: Path | None
     deadline: float | None = None
+    profile_seconds: float = 60.0
 
 
 async def ceiling(http: aiohttp.ClientSession, n: int, concurrency: int) -> dict[str, Any]:
@@ -767,13 +772,94 @@ async def duplicate_check(stage: Stage, use_audit: bool) -> dict[str, Any]:
 
 @dataclass
 class Profiler:
-    proc: asyncio.subprocess.Process
+    proc: asyncio.subprocess.Process | None
     path: Path
+    task: asyncio.Task[None] | None = None
+    binary: Path | None = None
+
+
+async def service_account_token(http: aiohttp.ClientSession) -> str:
+    """A token allowed to GET the provider's /debug/pprof/ (upstream's diagnostics authorize requests with
+    the apiserver's TokenReview and SubjectAccessReview)."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    with contextlib.suppress(ApiFailure):  # a second profile on the same plane
+        await create(
+            http,
+            f"/api/v1/namespaces/{NS}/serviceaccounts",
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "profiler"}},
+        )
+        await create(
+            http,
+            f"{rbac}/clusterroles",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "bench-profiler"},
+                "rules": [{"nonResourceURLs": ["/debug/pprof/", "/debug/pprof/*"], "verbs": ["get"]}],
+            },
+        )
+        await create(
+            http,
+            f"{rbac}/clusterrolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "bench-profiler"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "bench-profiler",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "profiler", "namespace": NS}],
+            },
+        )
+    answer = await create(
+        http,
+        f"/api/v1/namespaces/{NS}/serviceaccounts/profiler/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 7200},
+        },
+    )
+    return str(answer["status"]["token"])
+
+
+async def go_profile(stage: Stage, path: Path, seconds: float) -> None:
+    """A CPU profile of `seconds` from the Go provider's pprof handler."""
+    token = await service_account_token(stage.http)
+    url = f"https://127.0.0.1:{stage.metrics_port}/debug/pprof/profile?seconds={round(seconds)}"
+    timeout = aiohttp.ClientTimeout(total=seconds + 60)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, ssl=False, headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        body = await resp.read()
+        if resp.status != 200:
+            raise ApiFailure(f"pprof: HTTP {resp.status}: {body[:300]!r}")
+        await asyncio.to_thread(path.write_bytes, body)
+
+
+def go_summary(binary: Path | None, path: Path, top: int = 25) -> dict[str, Any]:
+    """`go tool pprof -top` of a profile: the functions by own and cumulative share."""
+    out: dict[str, Any] = {"file": str(path)}
+    for order, flag in (("self", "-top"), ("inclusive", "-top")):
+        argv = ["go", "tool", "pprof", flag, f"-nodecount={top}"]
+        if order == "inclusive":
+            argv.append("-cum")
+        argv += [*([str(binary)] if binary else []), str(path)]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        out[order] = proc.stdout.splitlines()[-top - 6 :] if proc.returncode == 0 else proc.stderr[-500:]
+    return out
 
 
 async def start_profiler(stage: Stage, s: Settings) -> Profiler | None:
-    if s.profile_dir is None or not stage.provider.python:
+    if s.profile_dir is None:
         return None
+    if not stage.provider.python:
+        path = s.profile_dir / f"profile-{stage.provider.name}-{time.strftime('%Y%m%d-%H%M%S')}.pprof"
+        task = asyncio.create_task(go_profile(stage, path, s.profile_seconds))
+        return Profiler(None, path, task, stage.provider.binary)
     target = stage.pid
     kids = children(target)  # the console script execs python itself; be safe if something wraps it
     if kids and sample(target) is None:
@@ -801,6 +887,13 @@ async def start_profiler(stage: Stage, s: Settings) -> Profiler | None:
 async def stop_profiler(profiler: Profiler | None, s: Settings) -> dict[str, Any] | None:
     if profiler is None:
         return None
+    if profiler.task is not None:  # a Go profile: it ends by itself after --profile-seconds
+        try:
+            await profiler.task
+        except Exception as exc:
+            return {"error": f"pprof: {exc!r}"}
+        return go_summary(profiler.binary, profiler.path)
+    assert profiler.proc is not None
     with contextlib.suppress(ProcessLookupError):
         profiler.proc.send_signal(signal.SIGINT)
     with contextlib.suppress(TimeoutError):
@@ -908,6 +1001,7 @@ def settings(args: argparse.Namespace) -> Settings:
         settle=args.settle,
         profile_dir=args.out if args.profile else None,
         deadline=args.deadline,
+        profile_seconds=args.profile_seconds,
     )
 
 
@@ -924,7 +1018,7 @@ async def main_async(args: argparse.Namespace) -> int:
     unavailable: dict[str, str] = {}
     for name in args.providers:
         try:
-            provider = ours() if name == "ours" else upstream()
+            provider = ours() if name == "ours" else upstream(profile=args.profile)
             extra = tuple(shlex.split(getattr(args, f"{name}_args")))
             providers.append(dataclasses.replace(provider, extra=extra))
         except Exception as exc:
@@ -1247,7 +1341,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds after the last binding before the counters are read",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="attach py-spy to our provider (burst and startup workloads)"
+        "--profile",
+        action="store_true",
+        help="profile the providers (burst and startup workloads): py-spy on ours, pprof on upstream",
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=60.0,
+        help="upstream's pprof CPU profile: seconds from the workload's start (ours: py-spy, all of it)",
     )
     parser.add_argument("--ours-args", default="", help="extra arguments for our provider (diagnosis only)")
     parser.add_argument("--upstream-args", default="", help="extra arguments for upstream (diagnosis only)")
