@@ -41,6 +41,8 @@ PREFIX_POOLS = Resource(GROUP, "v1alpha2", "inclusterprefixpools", "InClusterPre
 POOL_RESOURCES = {r.kind: r for r in (IP_POOLS, GLOBAL_IP_POOLS, PREFIX_POOLS)}
 
 CLI = [sys.executable, "-m", "incluster_ipam.cli"]
+#: How often a replica that lost its lease is restarted before its exit counts as a death.
+MAX_RESTARTS = 3
 
 
 async def retrying(call: Callable[[], Awaitable[T]], within: float = 60.0) -> T:
@@ -209,6 +211,16 @@ class ProviderProcess:
         self.starts = 0
         self.process: ManagedProcess | None = None
         self.expected_down = True  # until started; again after kill() or stop()
+        #: Restarts after the process gave its lease up and exited, as the Deployment would restart it
+        #: (a replica whose renewals time out on a starved machine must exit; a pod comes back).
+        self.restarts: list[str] = []
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def identity(self) -> str:
+        """The lease identity: a restarted replica gets a new one, as a new pod would (a replica coming back
+        under its old identity could renew the lease at once, before the old one's writes landed)."""
+        return f"{self.name}-r{len(self.restarts)}" if self.restarts else self.name
 
     def argv(self) -> list[str]:
         argv = [
@@ -225,7 +237,7 @@ class ProviderProcess:
             argv += [
                 "--leader-elect",
                 "--leader-election-namespace=default",
-                f"--leader-elect-identity={self.name}",
+                f"--leader-elect-identity={self.identity}",
                 "--leader-elect-lease-duration=3",
                 "--leader-elect-renew-deadline=2",
                 "--leader-elect-retry-period=0.5",
@@ -255,20 +267,57 @@ class ProviderProcess:
         await self.process.start()
         self.expected_down = False
         invariants.WATCHED.add(self)
+        if self.leader_elect and (self._supervisor is None or self._supervisor.done()):
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
+
+    def lost_its_lease(self) -> bool:
+        """Exited with code 1 after giving its lease up, while meant to run."""
+        return (
+            not self.expected_down
+            and self.returncode == 1
+            and "leadership lost; stopping" in self.log_tail(200)
+        )
+
+    async def _supervise(self) -> None:
+        """Restart the replica when it exits for a lost lease (at most `MAX_RESTARTS` times); any other
+        exit is left for `died` to report."""
+        while len(self.restarts) < MAX_RESTARTS:
+            proc = self.process._proc if self.process is not None else None
+            if proc is None:
+                return
+            await proc.wait()
+            if not self.lost_its_lease():
+                return
+            self.restarts.append(time.strftime("%H:%M:%S"))
+            print(f"{self.name}: lost its lease and exited; restarted as {self.identity}", file=sys.stderr)
+            await asyncio.sleep(0.5)
+            if self.expected_down:
+                return
+            await self.start()
+
+    async def _unsupervise(self) -> None:
+        self.expected_down = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def kill(self) -> None:
-        self.expected_down = True
+        await self._unsupervise()
         if self.process is not None:
             await self.process.kill()
 
     async def stop(self) -> None:
-        self.expected_down = True
+        await self._unsupervise()
         if self.process is not None:
             await self.process.stop(grace=5)
 
     def died(self) -> str | None:
-        """What `invariants.settle` reports when this provider ended while it was meant to run."""
+        """What `invariants.settle` reports when this provider ended while it was meant to run (not a lost
+        lease while restarts are left: the supervisor brings it back)."""
         if self.expected_down or self.process is None or self.process.running:
+            return None
+        if self.lost_its_lease() and len(self.restarts) < MAX_RESTARTS:
             return None
         return f"{self.name} exited with code {self.returncode}; last lines of its log:\n{self.log_tail()}"
 

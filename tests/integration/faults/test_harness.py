@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ..review.harness import wait_holder
 from . import invariants
-from .helpers import Cluster, ProviderProcess, eventually
+from .helpers import Cluster, ProviderProcess, bounded_gather, eventually
 
 
 async def test_a_provider_that_dies_unexpectedly_fails_settle_at_once(
@@ -37,3 +38,38 @@ async def test_a_provider_that_dies_unexpectedly_fails_settle_at_once(
         await invariants.settle(cluster.client, ns, within=30)
     finally:
         await provider.stop()
+
+
+async def test_a_replica_that_loses_its_lease_is_restarted_as_its_deployment_would(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Seen twice in CI at the end of the suite, with the node's e2e tests on the other worker: a standby
+    that had taken over timed its own renewals out (2 s) and exited, as it must; nothing restarted it, so
+    its claims were never bound. Here the replica's renewals are made to miss their deadline by stopping
+    the process (SIGSTOP) past it: it exits with code 1 after its lease is lost, and the harness starts it
+    again under a new identity, which takes the lease and binds every claim."""
+    ns = await cluster.namespace("restart")
+    await cluster.pool("InClusterIPPool", "pool", ns, addresses=["10.150.0.0/24"], prefix=24)
+    replica = ProviderProcess(
+        "r",
+        cluster.plane.kubeconfig_path,
+        tmp_path,
+        leader_elect=True,
+        extra=[f"--leader-election-namespace={ns}"],
+    )
+    await replica.start()
+    try:
+        await wait_holder(cluster.client, ns, "r")
+        await bounded_gather(cluster.claim(ns, f"c{i}", "pool") for i in range(20))
+        await cluster.wait_all_bound(ns, within=30)
+        assert replica.pid is not None
+        os.kill(replica.pid, signal.SIGSTOP)
+        time.sleep(3.5)  # noqa: ASYNC251 - past the renew deadline (2 s) by the replica's own clock
+        os.kill(replica.pid, signal.SIGCONT)
+        await bounded_gather(cluster.claim(ns, f"d{i}", "pool") for i in range(20))
+        await wait_holder(cluster.client, ns, "r-r1", within=30)
+        assert len(replica.restarts) == 1
+        await cluster.wait_all_bound(ns, within=30)
+        await invariants.settle(cluster.client, ns, within=30)
+    finally:
+        await replica.stop()

@@ -73,7 +73,9 @@ async def _partition(  # noqa: PLR0917 (the set-up of the test above, handed ove
     ):
         await wait_holder(cluster.client, ns, "a")
         await asyncio.wait_for(a.provider.leading.wait(), 30)
-        async with running(b_data, elected(ns, "b")) as b:
+        # B is restarted if it, too, loses the lease (its renewals time out when the machine is starved),
+        # as its Deployment would: then someone still leads and the invariants can settle.
+        async with running(b_data, elected(ns, "b"), restart_on_lost_lease=True) as b:
 
             async def sample() -> None:
                 while True:
@@ -98,7 +100,7 @@ async def _partition(  # noqa: PLR0917 (the set-up of the test above, handed ove
                 await asyncio.wait_for(a.task, 30)
                 await asyncio.wait_for(b.provider.leading.wait(), 30)
                 spec = await lease_spec(cluster.client, ns)
-                assert spec["holderIdentity"] == "b"
+                assert str(spec["holderIdentity"]).startswith("b"), spec
                 deadline = max(certain_until)
                 late = [s for s in a_data.sent_to("create", "ipaddresses") if s.at > deadline]
                 assert not late, f"A sent {len(late)} creates after its leadership ended: {late[:3]}"
@@ -113,7 +115,8 @@ async def _partition(  # noqa: PLR0917 (the set-up of the test above, handed ove
                 sent = len(a_data.sent_to("create", "ipaddresses"))
                 print(
                     f"partition: A sent {sent} creates, none after its deadline; B took over "
-                    f"{acquired - last_renew:.2f} s after A's last renewal; {invariants.summary(verdict)}"
+                    f"{acquired - last_renew:.2f} s after A's last renewal (B restarted {b.restarts} times "
+                    f"after losing the lease itself); {invariants.summary(verdict)}"
                 )
                 assert a.task.result() == 1
                 assert await b.finish() == 0

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from incluster_ipam.kube import LEASES, ApiError, KubeClient
 from incluster_ipam.kube.errors import is_not_found
 from incluster_ipam.provider import LEASE_NAME, Options, Provider
 
-from ..faults.helpers import CLAIMS, Cluster
+from ..faults.helpers import CLAIMS, MAX_RESTARTS, Cluster
 from ..support import eventually
 
 #: The HA tests' timings: lease 3 s, renew deadline 2 s, retry 0.5 s.
@@ -28,6 +30,8 @@ class Running:
     provider: Provider
     task: asyncio.Task[int]
     stop: asyncio.Event
+    #: Restarts after a lost lease (`running(..., restart_on_lost_lease=True)`), as a Deployment would.
+    restarts: int = 0
 
     async def finish(self, within: float = 30.0) -> int:
         self.stop.set()
@@ -97,17 +101,43 @@ def elected(namespace: str, identity: str, **overrides: Any) -> Options:
     )
 
 
+async def _supervise(run: Running, client: KubeClient, opts: Options, provider_kw: dict[str, Any]) -> None:
+    """Start the replica again, under a new identity (as a new pod), each time it exits for a lost lease
+    while not asked to stop: a replica whose renewals time out on a starved machine must exit."""
+    while run.restarts < MAX_RESTARTS:
+        code = await asyncio.shield(run.task)
+        if run.stop.is_set() or code != 1 or not run.provider.lost_leadership:
+            return
+        run.restarts += 1
+        identity = f"{opts.identity}-r{run.restarts}"
+        print(f"{opts.identity}: lost its lease and exited; restarted as {identity}", file=sys.stderr)
+        await asyncio.sleep(0.5)
+        if run.stop.is_set():
+            return
+        run.provider = Provider(client, dataclasses.replace(opts, identity=identity), **provider_kw)
+        run.task = asyncio.create_task(run.provider.run(run.stop), name=f"provider-{identity}")
+
+
 @contextlib.asynccontextmanager
-async def running(client: KubeClient, opts: Options, **provider_kw: Any) -> AsyncIterator[Running]:
+async def running(
+    client: KubeClient, opts: Options, *, restart_on_lost_lease: bool = False, **provider_kw: Any
+) -> AsyncIterator[Running]:
     provider = Provider(client, opts, **provider_kw)
     stop = asyncio.Event()
     task = asyncio.create_task(provider.run(stop), name=f"provider-{opts.identity or 'single'}")
+    run = Running(provider, task, stop)
+    supervisor = (
+        asyncio.create_task(_supervise(run, client, opts, provider_kw)) if restart_on_lost_lease else None
+    )
     try:
-        yield Running(provider, task, stop)
+        yield run
     finally:
         stop.set()
+        if supervisor is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(supervisor, 30)
         with contextlib.suppress(BaseException):
-            await asyncio.wait_for(task, 30)
+            await asyncio.wait_for(run.task, 30)
 
 
 async def lease_spec(client: KubeClient, namespace: str) -> dict[str, Any]:
@@ -120,9 +150,15 @@ async def lease_spec(client: KubeClient, namespace: str) -> dict[str, Any]:
     return dict(lease.get("spec") or {})
 
 
-async def wait_holder(client: KubeClient, namespace: str, identity: str, within: float = 30.0) -> None:
+async def wait_holder(
+    client: KubeClient, namespace: str, identity: str | Callable[[], str], within: float = 30.0
+) -> None:
+    """Until `identity` (or, for a replica that may be restarted under a new one, what it returns now) holds
+    the lease."""
+
     async def holds() -> bool:
-        return (await lease_spec(client, namespace)).get("holderIdentity") == identity
+        wanted = identity() if callable(identity) else identity
+        return (await lease_spec(client, namespace)).get("holderIdentity") == wanted
 
     await eventually(holds, within, f"{identity} to hold the lease")
 
