@@ -110,6 +110,32 @@ async def run_bounded(jobs: Iterable[Callable[[], Awaitable[None]]], concurrency
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+class Watchers:
+    """`count` watches on a collection, read and discarded (as an informer reads them): the fan-out a
+    provider's informers cost the apiserver."""
+
+    def __init__(self, http: aiohttp.ClientSession, path: str, count: int) -> None:
+        self.http, self.path, self.count = http, path, count
+        self.events = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _one(self) -> None:
+        async with self.http.get(f"{self.path}?watch=1&timeoutSeconds=3600") as resp:
+            async for _ in resp.content:
+                self.events += 1
+
+    async def __aenter__(self) -> Watchers:
+        self._tasks = [asyncio.create_task(self._one()) for _ in range(self.count)]
+        await asyncio.sleep(0.5)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 # ---- the binding watch ---------------------------------------------------------------------------------
 
 

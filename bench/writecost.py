@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
+import itertools
 import json
 import sys
 import time
@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from _api import GROUP, Obj, addresses_path, claims_path, create, merge_patch, request, run_bounded
+from _api import GROUP, Obj, Watchers, addresses_path, claims_path, create, merge_patch, request, run_bounded
 from _proc import load_average, machine, sample
 from claims import ADDRESS_FINALIZER, CLAIM_FINALIZER, NS, POOL_KIND, REPO, Pool, claim_body, create_namespace
 from incluster_ipam.api.crds import crds as our_crds
@@ -44,6 +44,7 @@ from incluster_ipam.capi.contract import Contract, ReadyState
 from incluster_ipam.devcluster import ControlPlane, ensure_assets
 
 POOL = Pool("pool-0", "10.0.0.0/16", 16, "10.0.0.1")
+_ROUNDS = itertools.count()  # distinct claim names for each kind that prepares its own
 
 
 def log(message: str) -> None:
@@ -79,31 +80,6 @@ class Plane:
 
 async def patch(http: aiohttp.ClientSession, path: str, body: Obj, content_type: str) -> Obj:
     return await request(http, "PATCH", path, body, content_type=content_type)  # type: ignore[arg-type]
-
-
-class Watchers:
-    """`count` watches on a collection, read and discarded (as an informer reads them)."""
-
-    def __init__(self, http: aiohttp.ClientSession, path: str, count: int) -> None:
-        self.http, self.path, self.count = http, path, count
-        self.events = 0
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def _one(self) -> None:
-        async with self.http.get(f"{self.path}?watch=1&timeoutSeconds=3600") as resp:
-            async for _ in resp.content:
-                self.events += 1
-
-    async def __aenter__(self) -> Watchers:
-        self._tasks = [asyncio.create_task(self._one()) for _ in range(self.count)]
-        await asyncio.sleep(0.5)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def prepare_claims(p: Plane, prefix: str, n: int, concurrency: int, managers: int = 1) -> list[Obj]:
@@ -213,7 +189,7 @@ def status_kind(form: str, managers: int = 1) -> Kind:
     """The claim's status (addressRef and the Ready condition) in one of three forms."""
 
     async def make(p: Plane, n: int, c: int) -> Callable[[int], Awaitable[Any]]:
-        prefix = f"st-{form}-{managers}"
+        prefix = f"st-{form}-{managers}-{next(_ROUNDS)}"
         claims = await prepare_claims(p, prefix, n, c, managers)
 
         async def one(i: int) -> None:

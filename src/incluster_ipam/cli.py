@@ -135,13 +135,16 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--normal-event-rate",
         type=_event_rate,
-        default=10.0,
+        default=2.0,
         metavar="PER_SECOND|unlimited",
         help="Normal Events (AddressAllocated, AddressReleased) written per second on average; Warning "
-        "Events are never limited (default 10)",
+        "Events are never limited (default 2)",
     )
     parser.add_argument(
-        "--normal-event-burst", type=int, default=100, help="Normal Events written at once, then the rate"
+        "--normal-event-burst",
+        type=int,
+        default=20,
+        help="Normal Events written at once, then the rate (default 20)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])

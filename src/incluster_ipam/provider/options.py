@@ -39,8 +39,8 @@ class Options:
     cert_poll_interval: float = DEFAULT_INTERVAL  # seconds between looks at the certificate files
     workers: int = 32
     # Budget for Normal Events (None: every one is written); Warnings are never limited (kube/events.py).
-    normal_event_rate: float | None = 10.0
-    normal_event_burst: int = 100
+    normal_event_rate: float | None = 2.0
+    normal_event_burst: int = 20
     resync_seconds: float = 600.0
     status_interval: float = 0.25
     shutdown_grace: float = 10.0  # seconds the reconciles in flight get to finish at a graceful stop
