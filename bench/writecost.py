@@ -140,11 +140,22 @@ async def claim_finalizer_merge(p: Plane, n: int, c: int) -> Callable[[int], Awa
     return one
 
 
-async def address_create(p: Plane, n: int, c: int) -> Callable[[int], Awaitable[Any]]:
-    claims = await prepare_claims(p, "addr", n, c)
+def address_kind(shape: str) -> Kind:
+    """An IPAddress create: as a provider keeping the contract sends it (owner references to claim and pool,
+    the ProtectAddress finalizer, the gateway), or bare (spec only)."""
+
+    async def make(p: Plane, n: int, c: int) -> Callable[[int], Awaitable[Any]]:
+        return await address_create(p, n, c, bare=shape == "bare")
+
+    return make
+
+
+async def address_create(p: Plane, n: int, c: int, *, bare: bool = False) -> Callable[[int], Awaitable[Any]]:
+    prefix = f"addr-{next(_ROUNDS)}"
+    claims = await prepare_claims(p, prefix, n, c)
 
     async def one(i: int) -> None:
-        name = f"addr-{i:05d}"
+        name = f"{prefix}-{i:05d}"
         owners = [
             {
                 "apiVersion": f"{GROUP}/v1beta2",
@@ -180,13 +191,17 @@ async def address_create(p: Plane, n: int, c: int) -> Callable[[int], Awaitable[
                 "poolRef": {"apiGroup": GROUP, "kind": POOL_KIND, "name": POOL.name},
             },
         }
+        if bare:
+            body["metadata"] = {"name": name, "namespace": NS}
+            del body["spec"]["gateway"]
         await create(p.http, addresses_path(NS), body)
 
     return one
 
 
-def status_kind(form: str, managers: int = 1) -> Kind:
-    """The claim's status (addressRef and the Ready condition) in one of three forms."""
+def status_kind(form: str, managers: int = 1, condition: bool = True) -> Kind:
+    """The claim's status (addressRef and the Ready condition, or `condition=False`: addressRef only) in
+    one of three forms."""
 
     async def make(p: Plane, n: int, c: int) -> Callable[[int], Awaitable[Any]]:
         prefix = f"st-{form}-{managers}-{next(_ROUNDS)}"
@@ -194,7 +209,9 @@ def status_kind(form: str, managers: int = 1) -> Kind:
 
         async def one(i: int) -> None:
             name = f"{prefix}-{i:05d}"
-            status = {"addressRef": {"name": name}, "conditions": [ready_condition(i)]}
+            status: Obj = {"addressRef": {"name": name}}
+            if condition:
+                status["conditions"] = [ready_condition(i)]
             path = f"{claims_path(NS)}/{name}/status"
             if form == "merge":
                 version = claims[i]["metadata"]["resourceVersion"]
@@ -261,8 +278,10 @@ KINDS: dict[str, tuple[Kind, int]] = {
     "configmap_create": (configmap_create, 0),
     "claim_create": (claim_create, 0),
     "claim_finalizer_merge": (claim_finalizer_merge, 0),
-    "address_create": (address_create, 0),
+    "address_create": (address_kind("contract"), 0),
+    "address_create_bare": (address_kind("bare"), 0),
     "claim_status_merge": (status_kind("merge"), 0),
+    "claim_status_merge_no_condition": (status_kind("merge", condition=False), 0),
     "claim_status_json": (status_kind("json"), 0),
     "claim_status_apply": (status_kind("apply"), 0),
     "claim_status_merge_8_managers": (status_kind("merge", 8), 0),
