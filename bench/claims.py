@@ -191,11 +191,16 @@ class Pool:
         }
 
 
-def pools_for(workload: str) -> list[Pool]:
+def pools_for(workload: str, existing: int = 0) -> list[Pool]:
+    """The pools of a workload. A start-up over more existing claims than a /16 holds (65,533 after the
+    network, gateway and broadcast addresses) gets a /14 (10.0.0.0-10.3.255.255), so that the new claim
+    finds a free address after them."""
     if workload == "ten_pools":
         return [Pool(f"pool-{i}", f"10.{i + 1}.0.0/16", 16, f"10.{i + 1}.0.1") for i in range(10)]
     if workload == "ipv6":
         return [Pool("pool-v6", "fd00::/48", 48, "fd00::1")]
+    if workload == "startup" and existing + 1 > 65_533:
+        return [Pool("pool-0", "10.0.0.0/14", 14, "10.0.0.1")]
     return [Pool("pool-0", "10.0.0.0/16", 16, "10.0.0.1")]
 
 
@@ -926,7 +931,7 @@ async def run_stage(
     use_audit: bool,
     measure_ceiling: bool,
 ) -> dict[str, Any]:
-    pools = pools_for(workload)
+    pools = pools_for(workload, s.existing)
     async with ControlPlane(assets, extra_crds=provider.crds) as plane, plane.session() as http:
         stage = Stage(plane, http, provider, logs / f"{provider.name}-{workload}.log")
         result: dict[str, Any] = {"pools": [p.cidr for p in pools]}
@@ -975,7 +980,7 @@ async def run_shared_startup(
     them, a new claim of its own is created at its start, and it is stopped again; the ones after the first
     also find the claims bound before them, as a provider left them. The pool CRDs are the first
     provider's (ours and upstream's serve the same schema)."""
-    pools = pools_for("startup")
+    pools = pools_for("startup", s.existing)
     results: dict[str, dict[str, Any]] = {}
     async with ControlPlane(assets, extra_crds=providers[0].crds) as plane, plane.session() as http:
         await create_namespace(http, NS)
