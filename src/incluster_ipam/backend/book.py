@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from incluster_ipam.api.constants import PoolFamily, PoolKind
 from incluster_ipam.api.models import IPPoolSpec, PrefixPoolSpec
@@ -74,15 +74,9 @@ class Held:
     length: int
 
 
-@dataclass(slots=True)
-class _Holders:
-    """IPAddress objects (by UID) and pending claims holding one address value."""
-
-    addresses: set[str] = field(default_factory=set)
-    claims: set[str] = field(default_factory=set)
-
-    def empty(self) -> bool:
-        return not self.addresses and not self.claims
+#: A pending claim among a value's holders: this mark and the claim's key (no IPAddress identity, a UID or
+#: `key:<key>`, starts with it).
+_CLAIM_MARK = "\0"
 
 
 def identity(address_key: str, uid: str | None) -> str:
@@ -135,7 +129,10 @@ class PoolState:
     ) -> None:
         self.key = key
         self.kind = kind
-        self._holders: dict[int, _Holders] = {}
+        # Address value -> its holders: IPAddress identities and `_CLAIM_MARK`-prefixed pending claims. A
+        # tuple, not sets: nearly every value has exactly one holder, and a 1-tuple takes a fifth of the
+        # room of an empty set (100,000 addresses: over 40 MB less).
+        self._holders: dict[int, tuple[str, ...]] = {}
         self._objects: dict[str, Held] = {}  # IPAddress identity -> what it holds
         self._by_key: dict[str, str] = {}  # IPAddress key -> identity of its latest incarnation
         # Identities learned ahead of the watch (our create's answer, a live read): the watch may still
@@ -222,9 +219,20 @@ class PoolState:
         if self._allocator is not None and not self._allocator.is_allocated(value):
             self._allocator.reserve(value, allow_out_of_range=True)
 
+    def _add_holder(self, value: int, entry: str) -> None:
+        entries = self._holders.get(value, ())
+        if entry not in entries:
+            self._holders[value] = (*entries, entry)
+
+    def _drop_holder(self, value: int, entry: str) -> None:
+        """Drop one holder of `value`; the value stays listed (as held by nobody) until `_maybe_free`."""
+        entries = self._holders.get(value)
+        if entries is not None and entry in entries:
+            self._holders[value] = tuple(e for e in entries if e != entry)
+
     def _maybe_free(self, value: int) -> bool:
         holders = self._holders.get(value)
-        if holders is None or not holders.empty():
+        if holders is None or holders:
             return False
         del self._holders[value]
         if self._allocator is not None:
@@ -284,7 +292,7 @@ class PoolState:
         if previous is not None:
             self._release_object(who)
         self._objects[who] = held
-        self._holders.setdefault(value, _Holders()).addresses.add(who)
+        self._add_holder(value, who)
         self._hold(value)
 
     def _release_object(self, who: str) -> bool:
@@ -292,9 +300,7 @@ class PoolState:
         held = self._objects.pop(who, None)
         if held is None:
             return False
-        holders = self._holders.get(held.value)
-        if holders is not None:
-            holders.addresses.discard(who)
+        self._drop_holder(held.value, who)
         return self._maybe_free(held.value)
 
     def forget(self, address_key: str, uid: str | None = None) -> bool:
@@ -345,8 +351,8 @@ class PoolState:
         holders = self._holders.get(value) if value is not None else None
         if holders is None:
             return set()
-        keys = {self._objects[who].key for who in holders.addresses if who in self._objects}
-        return keys | {f"claim:{claim}" for claim in holders.claims}
+        claims = {f"claim:{e[len(_CLAIM_MARK) :]}" for e in holders if e.startswith(_CLAIM_MARK)}
+        return claims | {self._objects[who].key for who in holders if who in self._objects}
 
     def is_allocatable(self, address: str, prefix: int | None = None) -> bool:
         """Whether `address` (a sub-prefix of `prefix` in prefix pools) is inside the pool's current spec:
@@ -405,7 +411,7 @@ class PoolState:
             raise PoolExhausted from None
         self.waiting.discard(claim_key)
         self._pending[claim_key] = value
-        self._holders.setdefault(value, _Holders()).claims.add(claim_key)
+        self._add_holder(value, _CLAIM_MARK + claim_key)
         return self._grant(value)
 
     def refusal(self, requested: Requested) -> str | None:
@@ -448,7 +454,7 @@ class PoolState:
         if self._allocator is not None:
             self._allocator.reserve(value)
         self._pending[claim_key] = value
-        self._holders.setdefault(value, _Holders()).claims.add(claim_key)
+        self._add_holder(value, _CLAIM_MARK + claim_key)
 
     def _in_use(self) -> list[tuple[int, int]]:
         """Prefix pools: every held sub-prefix with the length it blocks (pending ones at the allocation
@@ -469,23 +475,20 @@ class PoolState:
         value = self._pending.pop(claim_key, None)
         if value is None:
             return
-        holders = self._holders.setdefault(value, _Holders())
-        holders.claims.discard(claim_key)
+        self._drop_holder(value, _CLAIM_MARK + claim_key)
         who = identity(address_key, uid)
         self._dead.revive(who)
         self._by_key[address_key] = who
         self._ahead.add(who)
         self._objects[who] = Held(address_key, value, self.prefix_length if self._prefix else 0)
-        holders.addresses.add(who)
+        self._add_holder(value, who)
 
     def abandon(self, claim_key: str) -> bool:
         """The create definitively failed: drop the reservation; True when the address became free."""
         value = self._pending.pop(claim_key, None)
         if value is None:
             return False
-        holders = self._holders.get(value)
-        if holders is not None:
-            holders.claims.discard(claim_key)
+        self._drop_holder(value, _CLAIM_MARK + claim_key)
         return self._maybe_free(value)
 
     def withdraw(self, claim_key: str) -> bool:
