@@ -381,10 +381,13 @@ class KubeClient:
         request_timeout: float | None = None,
     ) -> AsyncIterator[ObjectList]:
         """Pages of a list, for callers that process (and drop) items as they come. Every page carries the
-        snapshot's resourceVersion. An expired continue token raises WatchExpired."""
-        token: str | None = None
-        while True:
-            page = await self._list_page(
+        snapshot's resourceVersion. An expired continue token raises WatchExpired.
+
+        The next page is asked for as soon as a page arrives, before it is handed over: the apiserver makes
+        it while the caller works on this one (at most two pages are held at once)."""
+
+        def fetch(token: str | None) -> asyncio.Task[ObjectList]:
+            page = self._list_page(
                 resource,
                 namespace,
                 label_selector=label_selector,
@@ -394,10 +397,18 @@ class KubeClient:
                 token=token,
                 request_timeout=request_timeout,
             )
-            yield page
-            token = page.continue_token
-            if not token:
-                return
+            return asyncio.create_task(page, name=f"list-page {resource.plural}")
+
+        following: asyncio.Task[ObjectList] | None = fetch(None)
+        try:
+            while following is not None:
+                page = await following
+                following = fetch(page.continue_token) if page.continue_token else None
+                yield page
+        finally:
+            if following is not None:  # the caller stopped early (or failed): nobody wants the next page
+                following.cancel()
+                following.add_done_callback(_retrieve)
 
     async def _list_page(
         self,
@@ -682,3 +693,9 @@ class WatchStream:
         if self._resp is not None:
             self._resp.close()
             self._resp = None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Collect the outcome of a task nobody awaits (so asyncio does not log it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()

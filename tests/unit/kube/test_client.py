@@ -365,3 +365,52 @@ async def test_server_versions(serve: Callable[[Routes], Awaitable[KubeClient]])
     assert await client.server_versions("ipam.cluster.x-k8s.io", "ipaddresses") == ["v1beta1"]
     assert await client.server_versions("") == ["v1"]
     assert await client.server_versions("unknown.example.com") == []
+
+
+async def test_the_next_page_is_asked_for_while_the_caller_works_on_this_one(
+    serve: Callable[[Routes], Awaitable[KubeClient]],
+) -> None:
+    # A start-up over 100,000 objects is 200 pages per resource: the apiserver makes the next page while
+    # the informer projects and stores this one, instead of the two taking turns.
+    second_asked = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        token = request.query.get("continue")
+        if token is None:
+            return web.json_response(
+                {"metadata": {"resourceVersion": "5", "continue": "p2"}, "items": [{"n": 1}]}
+            )
+        assert token == "p2"
+        second_asked.set()
+        return web.json_response({"metadata": {"resourceVersion": "5"}, "items": [{"n": 2}]})
+
+    client = await serve(lambda app: app.router.add_get("/{tail:.*}", handler))
+    pages = client.list_pages(CONFIGMAPS, "ns", page_size=1)
+    first = await anext(pages)
+    assert first.items == [{"n": 1}]
+    await asyncio.wait_for(second_asked.wait(), 5)  # asked for before the caller came back for it
+    assert [p.items async for p in pages] == [[{"n": 2}]]
+
+
+async def test_a_caller_that_stops_early_leaves_no_request_behind(
+    serve: Callable[[Routes], Awaitable[KubeClient]],
+) -> None:
+    answered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if "continue" in request.query:
+            answered.set()
+            await release.wait()
+        return web.json_response({"metadata": {"resourceVersion": "5", "continue": "more"}, "items": []})
+
+    client = await serve(lambda app: app.router.add_get("/{tail:.*}", handler))
+    pages = client.list_pages(CONFIGMAPS, "ns", page_size=1)
+    await anext(pages)
+    await asyncio.wait_for(answered.wait(), 5)
+    await pages.aclose()  # type: ignore[attr-defined]
+    others = [
+        t for t in asyncio.all_tasks() if t is not asyncio.current_task() and "list-page" in t.get_name()
+    ]
+    release.set()
+    assert others == [] or all(t.cancelling() or t.done() for t in others)
