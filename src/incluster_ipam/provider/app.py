@@ -310,6 +310,8 @@ class Provider:
             for informer in self._all_informers():
                 if informer.has_synced:
                     self.metrics.informer_stale.labels(informer.name).set(informer.stale_seconds)
+                    self.metrics.informer_objects.labels(informer.name).set(len(informer))
+                    self.metrics.informer_bytes.labels(informer.name).set(informer.stored_bytes)
         return generate_latest(self.metrics.registry)
 
     async def _serve(self, stack: contextlib.AsyncExitStack) -> None:

@@ -38,6 +38,18 @@ class Metrics:
             ["resource"],
             registry=self.registry,
         )
+        self.informer_objects = Gauge(
+            f"{_PREFIX}_informer_objects",
+            "Objects an informer holds in its cache.",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.informer_bytes = Gauge(
+            f"{_PREFIX}_informer_cache_bytes",
+            "Bytes the objects of an informer's cache take, compressed (keys and indexes not counted).",
+            ["resource"],
+            registry=self.registry,
+        )
         self.takeover_seconds = Gauge(
             f"{_PREFIX}_takeover_duration_seconds",
             "How long the last start of leading took (fresh list and book built).",

@@ -202,6 +202,11 @@ class Informer:
     def __len__(self) -> int:
         return len(self._store)
 
+    @property
+    def stored_bytes(self) -> int:
+        """What the cached objects take, compressed (`Store.stored_bytes`)."""
+        return self._store.stored_bytes
+
     def __contains__(self, key: object) -> bool:
         """Whether an object is cached under `key` (no copy is decoded)."""
         return key in self._store

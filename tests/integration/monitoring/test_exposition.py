@@ -124,6 +124,8 @@ async def test_rules_and_dashboard_are_over_the_exposed_metrics(
                     value(samples, "incluster_ipam_pool_addresses_total", name="nearly") == 11,
                     value(samples, "incluster_ipam_pool_addresses_free", name="full") == 0,
                     value(samples, "incluster_ipam_claims_pending") == 1,
+                    (value(samples, "incluster_ipam_informer_objects", resource="ipaddressclaims") or 0)
+                    >= 12,
                     (value(samples, "incluster_ipam_allocation_failures_total", reason="PoolExhausted") or 0)
                     >= 1,
                 ]
@@ -136,6 +138,7 @@ async def test_rules_and_dashboard_are_over_the_exposed_metrics(
     names = {name for name, _, _ in samples}
     used = used_metric_names()
     assert used - names == set(), "used by the rules or dashboard but not exposed"
+    assert (value(samples, "incluster_ipam_informer_cache_bytes", resource="ipaddresses") or 0) > 0
     errors = "incluster_ipam_webhook_errors_total"
     assert value(samples, errors, webhook=VALIDATE, reason="BadRequest") == 1
     requests = "controller_runtime_webhook_requests_total"
