@@ -298,3 +298,94 @@ async def test_wait_for_times_out() -> None:
             await informer.wait_for(lambda i: len(i) > 0, timeout=0.05)
     finally:
         await informer.stop()
+
+
+class StreamingSource(FakeSource):
+    """A source that also lists by streaming: each streaming list consumes `stream_script` (events, an
+    exception, END); lists in pages and watches as FakeSource."""
+
+    def __init__(self, items: list[Obj], version: str) -> None:
+        super().__init__(items, version)
+        self.stream_script: asyncio.Queue[object] = asyncio.Queue()
+        self.stream_calls = 0
+
+    def stream_list(self, timeout_seconds: int) -> Stream:
+        assert timeout_seconds >= 60
+        self.stream_calls += 1
+        self.called.set()
+        return Stream(self.stream_script)
+
+    def stream(self, *items: object) -> None:
+        for item in items:
+            self.stream_script.put_nowait(item)
+
+
+def end_bookmark(version: str) -> WatchEvent:
+    annotations = {"k8s.io/initial-events-end": "true"}
+    return WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": version, "annotations": annotations}})
+
+
+async def test_a_streaming_list_fills_the_cache_and_the_watch_resumes_from_its_end_bookmark() -> None:
+    source = StreamingSource([cm("paged", 1)], "5")
+    source.stream(
+        WatchEvent("ADDED", cm("a", 3)),
+        WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "4"}}),  # progress, not the end
+        WatchEvent("ADDED", cm("b", 4, pool="p2")),
+        end_bookmark("9"),
+    )
+    seen: Seen = []
+    informer = informer_for(source, seen)
+    informer.start()
+    try:
+        await asyncio.wait_for(informer.wait_synced(), 2)
+        assert sorted(informer.keys()) == ["ns/a", "ns/b"]
+        assert informer.index_keys("pool", "p2") == {"ns/b"}
+        assert [(t, new) for t, _, new in seen] == [
+            ("ADDED", {"name": "a", "pool": "p1"}),
+            ("ADDED", {"name": "b", "pool": "p2"}),
+        ]
+        await eventually(source, lambda: source.watch_calls == ["9"])
+        assert (source.stream_calls, source.list_calls) == (1, [])  # no paginated list at all
+    finally:
+        await informer.stop()
+
+
+@pytest.mark.parametrize("failure", ["refused", "no end"])
+async def test_a_server_that_does_not_stream_lists_is_listed_in_pages_from_then_on(failure: str) -> None:
+    source = StreamingSource([cm("a", 1)], "5")
+    if failure == "refused":
+        source.stream(
+            error_from_status({"code": 400, "reason": "BadRequest", "message": "sendInitialEvents"})
+        )
+    else:
+        source.stream(WatchEvent("ADDED", cm("half", 2)), END)  # closed before its end bookmark
+    informer = informer_for(source, [])
+    informer.start()
+    try:
+        await asyncio.wait_for(informer.wait_synced(), 2)
+        assert informer.keys() == ["ns/a"]
+        source.emit(error_from_status({"code": 410, "reason": "Expired", "message": "too old"}))
+        await eventually(source, lambda: len(source.list_calls) == 2)
+        assert source.stream_calls == 1
+    finally:
+        await informer.stop()
+
+
+async def test_a_throttled_or_expired_streaming_list_is_tried_again_as_a_streaming_list() -> None:
+    source = StreamingSource([], "5")
+    source.stream(
+        error_from_status(
+            {"code": 429, "reason": "TooManyRequests", "message": "storage is (re)initializing"}
+        ),
+        error_from_status({"code": 410, "reason": "Expired", "message": "too old resource version"}),
+        WatchEvent("ADDED", cm("a", 3)),
+        end_bookmark("9"),
+    )
+    informer = informer_for(source, [])
+    informer.start()
+    try:
+        await asyncio.wait_for(informer.wait_synced(), 2)
+        assert informer.keys() == ["ns/a"]
+        assert (source.stream_calls, source.list_calls) == (3, [])
+    finally:
+        await informer.stop()
