@@ -5,7 +5,7 @@ A replica's start-up is one full read of the claims and one of the IPAddresses. 
 plane with N bound claims (a finalizer and the Ready condition, as a provider leaves them), the client reads
 them all, one way at a time, and the benchmark reports the wall time and kube-apiserver's plus etcd's CPU:
 
-- `pages-500`: a paginated list, 500 per page (client-go's default and our informers' before issue 18);
+- `pages-500`: a paginated list, 500 per page (client-go's default, and our informers');
 - `pages-5000`: the same, 5,000 per page;
 - `rv0`: one unpaginated list at resourceVersion 0 (served from the watch cache, possibly stale);
 - `watchlist`: a watch with `sendInitialEvents=true` (the apiserver streams the collection from its watch

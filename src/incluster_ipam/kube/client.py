@@ -562,20 +562,14 @@ class KubeClient:
         field_selector: str | None = None,
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = True,
-        initial_events: bool = False,
     ) -> WatchStream:
         """A watch as an async iterator of events (ADDED, MODIFIED, DELETED, BOOKMARK). ERROR events raise
         (WatchExpired for 410). The stream ends when the server closes it; it never reconnects.
 
         The server-side timeout is capped so that the server ends the watch before `watch_idle_timeout`;
-        a stream silent for that long raises `TransportError` (its connection is presumed dead).
-        `initial_events` makes it a streaming list (`requests.watch_request`); its timeout is not capped,
-        so that a large collection can finish streaming (it flows without pause until its end bookmark)."""
+        a stream silent for that long raises `TransportError` (its connection is presumed dead)."""
         longest = max(1, int(self.watch_idle_timeout * _WATCH_SHARE))
-        if initial_events:
-            server_timeout = timeout_seconds or longest
-        else:
-            server_timeout = min(timeout_seconds, longest) if timeout_seconds else longest
+        server_timeout = min(timeout_seconds, longest) if timeout_seconds else longest
         request = rq.watch_request(
             resource,
             namespace,
@@ -584,7 +578,6 @@ class KubeClient:
             field_selector=field_selector,
             timeout_seconds=server_timeout,
             allow_bookmarks=allow_bookmarks,
-            initial_events=initial_events,
         )
         return WatchStream(self, request, self.watch_idle_timeout)
 

@@ -138,19 +138,13 @@ def watch_request(
     field_selector: str | None = None,
     timeout_seconds: int | None = None,
     allow_bookmarks: bool = True,
-    initial_events: bool = False,
 ) -> Request:
-    """A watch. `initial_events`: a streaming list (`sendInitialEvents`): the collection first, as ADDED
-    events from the watch cache, then a bookmark annotated `k8s.io/initial-events-end`; without a
-    resourceVersion as consistent as a list at resourceVersion "" (bookmarks are then required)."""
     params: list[tuple[str, str | None]] = [
         ("watch", "true"),
         ("labelSelector", label_selector or None),
         ("fieldSelector", field_selector or None),
         ("resourceVersion", resource_version or None),
-        ("resourceVersionMatch", "NotOlderThan" if initial_events else None),
-        ("sendInitialEvents", "true" if initial_events else None),
-        ("allowWatchBookmarks", "true" if allow_bookmarks or initial_events else None),
+        ("allowWatchBookmarks", "true" if allow_bookmarks else None),
         ("timeoutSeconds", str(timeout_seconds) if timeout_seconds is not None else None),
     ]
     return Request("GET", _target(resource_path(resource, namespace), params))

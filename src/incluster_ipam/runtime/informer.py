@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol
 
 from ..kube.client import KubeClient, ObjectList
 from ..kube.errors import ApiError, KubeError, WatchExpired
@@ -41,10 +41,6 @@ from .store import IndexFunc, Store
 log = logging.getLogger(__name__)
 
 SYNC: Final = "SYNC"
-#: The annotation of the bookmark that ends a streaming list's initial events.
-INITIAL_EVENTS_END: Final = "k8s.io/initial-events-end"
-#: Server-side timeout of a streaming list: long enough for a very large collection to finish streaming.
-STREAM_LIST_TIMEOUT: Final = 600
 #: Yield to the event loop every this many objects in bulk work (relist, resync).
 _BATCH = 500
 
@@ -69,15 +65,6 @@ class ListWatch(Protocol):
         ...
 
     def watch(self, resource_version: str, timeout_seconds: int) -> EventIterator: ...
-
-
-@runtime_checkable
-class StreamingListWatch(ListWatch, Protocol):
-    """A source that can also list by streaming (`KubeClient.watch(..., initial_events=True)`)."""
-
-    def stream_list(self, timeout_seconds: int) -> EventIterator:
-        """The collection as ADDED events, then a bookmark annotated `INITIAL_EVENTS_END`."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -110,16 +97,6 @@ class ResourceListWatch:
             allow_bookmarks=True,
         )
 
-    def stream_list(self, timeout_seconds: int) -> EventIterator:
-        return self.client.watch(
-            self.resource,
-            self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-            timeout_seconds=timeout_seconds,
-            initial_events=True,
-        )
-
 
 def _identity(obj: Obj) -> Obj:
     return obj
@@ -143,7 +120,6 @@ class Informer:
         page_size: int | None = 500,
         backoff: Backoff | None = None,
         watch_timeout: tuple[int, int] = (60, 100),
-        stream_lists: bool = True,
     ) -> None:
         self.name = name
         self._source = source
@@ -154,8 +130,6 @@ class Informer:
         self._page_size = page_size
         self._backoff = backoff or Backoff()
         self._watch_timeout = watch_timeout
-        # Lists stream (one watch with the collection first) while the source and the server allow it.
-        self._streaming = stream_lists and isinstance(source, StreamingListWatch)
         self._resource_version = ""
         self._synced = asyncio.Event()
         self._waiters: list[tuple[Predicate, asyncio.Future[None]]] = []
@@ -206,11 +180,6 @@ class Informer:
         """Seconds since the apiserver last told this informer anything (a list, an event, a bookmark, a
         watch ending in order); infinite before the first list."""
         return time.monotonic() - self._heard_at
-
-    @property
-    def streams_lists(self) -> bool:
-        """Whether lists stream (`StreamingListWatch`); False once the server refused or broke one."""
-        return self._streaming
 
     @property
     def resource_version(self) -> str:
@@ -321,8 +290,7 @@ class Informer:
     # ---- list -----------------------------------------------------------------------------------------
 
     async def _relist(self) -> None:
-        listed = await self._stream_into_store() if self._streaming else None
-        store, version = listed or await self._list_into_store(self._page_size)
+        store, version = await self._list_into_store(self._page_size)
         old, self._store = self._store, store
         self._resource_version = version
         self._heard_at = time.monotonic()
@@ -347,42 +315,6 @@ class Informer:
                     await asyncio.sleep(0)
             version = page.resource_version
         return store, version
-
-    async def _stream_into_store(self) -> tuple[Store, str] | None:
-        """A streaming list: the apiserver sends the collection from its watch cache, which costs it a
-        fraction of paginated lists (`bench/listcost.py`). None when the server does not stream lists (it
-        refuses, or the stream ends without its end bookmark): this informer lists in pages from then on.
-        Throttling, server errors, an expired version and transport errors raise, as a list's would."""
-        assert isinstance(self._source, StreamingListWatch)
-        store = Store(self._store.indexers)
-        count = 0
-        stream = self._source.stream_list(STREAM_LIST_TIMEOUT)
-        try:
-            async for event in stream:
-                obj = event.object
-                if event.type == BOOKMARK:
-                    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-                    if annotations.get(INITIAL_EVENTS_END) == "true":
-                        return store, _version(obj)
-                    continue
-                key = object_key(obj)
-                if event.type == DELETED:
-                    store.delete(key)
-                else:
-                    store.upsert(key, self._project(obj), _version(obj))
-                count += 1
-                if count % _BATCH == 0:
-                    await asyncio.sleep(0)
-            why = "the stream ended before its last event"
-        except ApiError as exc:
-            if isinstance(exc, WatchExpired) or exc.status == 429 or exc.status >= 500:
-                raise
-            why = f"refused: {exc}"
-        finally:
-            await stream.aclose()
-        log.warning("%s: streaming list %s; listing in pages from now on", self.name, why)
-        self._streaming = False
-        return None
 
     async def _report_replace(self, old: Store, new: Store) -> None:
         """Dispatch what changed between two stores; only objects that are reported get decoded."""
