@@ -34,6 +34,13 @@ class ApiFailure(RuntimeError):
     """A request failed for good."""
 
 
+def address_of(i: int) -> str:
+    """The i-th address from 10.0.0.2 up (the lowest of the benchmark pools above the network address and
+    gateway), as text."""
+    value = 0x0A000002 + i
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+
+
 def claims_path(namespace: str) -> str:
     return f"{IPAM}/namespaces/{namespace}/ipaddressclaims"
 
@@ -99,7 +106,7 @@ async def list_all(http: aiohttp.ClientSession, path: str, page: int = 5000) -> 
             return items, str((body.get("metadata") or {}).get("resourceVersion", ""))
 
 
-async def run_bounded(jobs: Iterable[Callable[[], Awaitable[None]]], concurrency: int) -> None:
+async def run_bounded(jobs: Iterable[Callable[[], Awaitable[object]]], concurrency: int) -> None:
     """Run the jobs with at most `concurrency` in flight, in order of submission (a closed loop)."""
     iterator = iter(jobs)
 

@@ -9,6 +9,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -18,6 +19,16 @@ class ProcSample:
     rss_mb: float
     peak_rss_mb: float  # VmHWM: the high-water mark since the process started
     cpu_s: float  # user + system
+
+
+def plane_cpu(plane: Any) -> dict[str, float]:
+    """CPU seconds so far of a `ControlPlane`'s kube-apiserver and etcd (those still running)."""
+    out: dict[str, float] = {}
+    for name, proc in (("kube-apiserver", plane.apiserver), ("etcd", plane.etcd)):
+        now = sample(proc.pid) if proc is not None and proc.pid is not None else None
+        if now is not None:
+            out[name] = now.cpu_s
+    return out
 
 
 def sample(pid: int) -> ProcSample | None:

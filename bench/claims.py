@@ -64,6 +64,7 @@ from _api import (
     Obj,
     RequestCounts,
     Watchers,
+    address_of,
     addresses_path,
     claims_path,
     create,
@@ -626,12 +627,10 @@ async def prepare_existing(stage: Stage, pool: Pool, count: int, concurrency: in
     http = stage.http
     contract = Contract("v1beta2")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    base = 0x0A000002  # 10.0.0.2, the lowest address of the /16 above the network address and gateway
 
     async def make(i: int) -> None:
         name = f"claim-{i:05d}"
-        value = base + i
-        address = f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+        address = address_of(i)
         claim = await create(http, claims_path(NS), claim_body(name, pool.name, [CLAIM_FINALIZER]))
         ready = ReadyState(
             True, "AddressAllocated", f"address {address} allocated from pool {POOL_KIND} {NS}/{pool.name}"

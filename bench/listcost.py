@@ -32,35 +32,18 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _api import claims_path, create, merge_patch, run_bounded
-from _proc import sample
-from claims import CLAIM_FINALIZER, NS, Pool, claim_body, create_namespace
+from _proc import plane_cpu
+from claims import CLAIM_FINALIZER, NS, claim_body, create_namespace
 from incluster_ipam.api.crds import crds as our_crds
 from incluster_ipam.devcluster import ControlPlane, ensure_assets
-
-POOL = Pool("pool-0", "10.0.0.0/16", 16, "10.0.0.1")
-
-
-def plane_cpu(plane: ControlPlane) -> float:
-    total = 0.0
-    for proc in (plane.apiserver, plane.etcd):
-        now = sample(proc.pid) if proc is not None and proc.pid is not None else None
-        total += now.cpu_s if now is not None else 0.0
-    return total
+from writecost import POOL, ready_condition
 
 
 async def prepare(http: aiohttp.ClientSession, n: int) -> None:
     async def one(i: int) -> None:
         name = f"claim-{i:05d}"
         await create(http, claims_path(NS), claim_body(name, POOL.name, [CLAIM_FINALIZER]))
-        condition = {
-            "type": "Ready",
-            "status": "True",
-            "reason": "AddressAllocated",
-            "message": f"address 10.0.{i >> 8}.{i & 255} allocated from pool InClusterIPPool {NS}/pool-0",
-            "lastTransitionTime": "2026-12-02T00:00:00Z",
-            "observedGeneration": 1,
-        }
-        status = {"status": {"addressRef": {"name": name}, "conditions": [condition]}}
+        status = {"status": {"addressRef": {"name": name}, "conditions": [ready_condition(i)]}}
         await merge_patch(http, f"{claims_path(NS)}/{name}/status", status)
 
     await run_bounded((functools.partial(one, i) for i in range(n)), 64)
@@ -121,9 +104,9 @@ async def main_async(args: argparse.Namespace) -> None:
         chosen = {name: read for name, read in ways.items() if not args.ways or name in args.ways.split(",")}
         for round_ in range(args.rounds):
             for name, read in chosen.items():
-                cpu, wall = plane_cpu(plane), time.monotonic()
+                cpu, wall = sum(plane_cpu(plane).values()), time.monotonic()
                 count = await read()
-                wall, cpu = time.monotonic() - wall, plane_cpu(plane) - cpu
+                wall, cpu = time.monotonic() - wall, sum(plane_cpu(plane).values()) - cpu
                 assert count == args.n, (name, count)
                 rows.append(
                     {"way": name, "round": round_, "wall_s": round(wall, 2), "plane_cpu_s": round(cpu, 2)}

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from _api import address_of
 from incluster_ipam.api.constants import POOL_KINDS
 from incluster_ipam.api.models import IPPoolSpec
 from incluster_ipam.backend.book import PoolState
@@ -31,7 +32,7 @@ from incluster_ipam.capi.objects import (
     project,
 )
 from incluster_ipam.kube.resources import object_key
-from incluster_ipam.runtime.store import Store
+from incluster_ipam.runtime.store import IndexFunc, Store
 
 GROUP = "ipam.cluster.x-k8s.io"
 NS = "bench"
@@ -42,11 +43,6 @@ Obj = dict[str, Any]
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 1e6
-
-
-def address_of(i: int) -> str:
-    value = 0x0A000002 + i
-    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
 
 
 def claim(i: int) -> Obj:
@@ -141,25 +137,22 @@ def main() -> None:
     n = args.n
     held: list[object] = []  # keeps every part alive until the end, as a replica does
 
-    def claims() -> Callable[[int], None]:
-        store = Store({"pool": index_by_pool_of_claim, "cluster": index_by_cluster})
-        held.append(store)
+    def stored(
+        make: Callable[[int], Obj], indexers: dict[str, IndexFunc]
+    ) -> Callable[[], Callable[[int], None]]:
+        """An informer store fed with `make(i)` through the provider's projection."""
 
-        def step(i: int) -> None:
-            obj = claim(i)
-            store.upsert(object_key(obj), project(obj), obj["metadata"]["resourceVersion"])
+        def build() -> Callable[[int], None]:
+            store = Store(indexers)
+            held.append(store)
 
-        return step
+            def step(i: int) -> None:
+                obj = make(i)
+                store.upsert(object_key(obj), project(obj), obj["metadata"]["resourceVersion"])
 
-    def addresses() -> Callable[[int], None]:
-        store = Store({"pool": index_by_pool_of_address})
-        held.append(store)
+            return step
 
-        def step(i: int) -> None:
-            obj = ip_address(i)
-            store.upsert(object_key(obj), project(obj), obj["metadata"]["resourceVersion"])
-
-        return step
+        return build
 
     def book() -> Callable[[int], None]:
         spec = IPPoolSpec(addresses=("10.0.0.0/14",), prefix=14, gateway="10.0.0.1")
@@ -175,8 +168,12 @@ def main() -> None:
     print()
     print("| part | memory | per object | CPU per object (incl. building the object) |")
     print("|---|---:|---:|---:|")
-    measure("claim informer store", n, claims)
-    measure("IPAddress informer store", n, addresses)
+    measure(
+        "claim informer store",
+        n,
+        stored(claim, {"pool": index_by_pool_of_claim, "cluster": index_by_cluster}),
+    )
+    measure("IPAddress informer store", n, stored(ip_address, {"pool": index_by_pool_of_address}))
     measure("allocation book (one pool)", n, book)
     print()
     print(f"resident in all: {rss_mb():.1f} MB")

@@ -36,8 +36,19 @@ from typing import Any
 
 import aiohttp
 
-from _api import GROUP, Obj, Watchers, addresses_path, claims_path, create, merge_patch, request, run_bounded
-from _proc import load_average, machine, sample
+from _api import (
+    GROUP,
+    Obj,
+    Watchers,
+    address_of,
+    addresses_path,
+    claims_path,
+    create,
+    merge_patch,
+    request,
+    run_bounded,
+)
+from _proc import load_average, machine, plane_cpu
 from claims import ADDRESS_FINALIZER, CLAIM_FINALIZER, NS, POOL_KIND, REPO, Pool, claim_body, create_namespace
 from incluster_ipam.api.crds import crds as our_crds
 from incluster_ipam.capi.contract import Contract, ReadyState
@@ -49,11 +60,6 @@ _ROUNDS = itertools.count()  # distinct claim names for each kind that prepares 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def address_of(i: int) -> str:
-    value = 0x0A000002 + i
-    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
 
 
 def ready_condition(i: int) -> Obj:
@@ -70,16 +76,11 @@ class Plane:
     claims: dict[str, Obj] | None = None
 
     def cpu(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, proc in (("kube-apiserver", self.plane.apiserver), ("etcd", self.plane.etcd)):
-            now = sample(proc.pid) if proc is not None and proc.pid is not None else None
-            if now is not None:
-                out[name] = now.cpu_s
-        return out
+        return plane_cpu(self.plane)
 
 
 async def patch(http: aiohttp.ClientSession, path: str, body: Obj, content_type: str) -> Obj:
-    return await request(http, "PATCH", path, body, content_type=content_type)  # type: ignore[arg-type]
+    return await request(http, "PATCH", path, body, content_type=content_type)
 
 
 async def prepare_claims(p: Plane, prefix: str, n: int, concurrency: int, managers: int = 1) -> list[Obj]:
@@ -174,7 +175,7 @@ async def address_create(p: Plane, n: int, c: int, *, bare: bool = False) -> Cal
                 "blockOwnerDeletion": True,
             },
         ]
-        body = {
+        body: Obj = {
             "apiVersion": f"{GROUP}/v1beta2",
             "kind": "IPAddress",
             "metadata": {
