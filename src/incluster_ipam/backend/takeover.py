@@ -28,6 +28,7 @@ from incluster_ipam.capi.objects import (
     uid_of,
 )
 from incluster_ipam.kube import KubeClient, KubeError, Resource
+from incluster_ipam.kube.client import LIST_PAGE_SIZE
 from incluster_ipam.runtime import Backoff
 
 from .book import PoolBook
@@ -62,7 +63,12 @@ class Listed:
 
 
 async def fresh_list(
-    client: KubeClient, resource: Resource, namespace: str | None, deadline: float
+    client: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    deadline: float,
+    *,
+    page_size: int = LIST_PAGE_SIZE,
 ) -> list[Listed]:
     """Every IPAddress, read now; retried until `deadline` (event-loop time), then `TakeoverFailed`."""
     loop = asyncio.get_running_loop()
@@ -70,7 +76,7 @@ async def fresh_list(
     while True:
         try:
             listed: list[Listed] = []
-            async for page in client.snapshot(resource, namespace):
+            async for page in client.snapshot(resource, namespace, page_size=page_size):
                 if page.restarted:
                     listed = []
                 listed.extend(Listed.of(item) for item in page.items)

@@ -120,6 +120,7 @@ class Provider:
 
     def _informer(self, resource: Resource, **kwargs: Any) -> Informer:
         namespace = self.options.namespace if resource.namespaced else None
+        kwargs.setdefault("page_size", self.options.list_page_size)
         return Informer.for_resource(self.client, resource, namespace=namespace, projection=project, **kwargs)
 
     async def _build(self) -> None:
@@ -230,7 +231,11 @@ class Provider:
         if self.options.leader_elect:
             resource = self.reconciler.resources.addresses
             listed = await fresh_list(
-                self.client, resource, self.options.namespace, started + self.options.renew_deadline
+                self.client,
+                resource,
+                self.options.namespace,
+                started + self.options.renew_deadline,
+                page_size=self.options.list_page_size,
             )
         await build_book(self.pools, listed)
         self.pools.leading = True

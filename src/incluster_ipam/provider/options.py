@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from incluster_ipam.kube.client import WATCH_IDLE_TIMEOUT
+from incluster_ipam.kube.client import LIST_PAGE_SIZE, WATCH_IDLE_TIMEOUT
 from incluster_ipam.serving.certwatch import DEFAULT_INTERVAL
 
 
@@ -45,6 +45,7 @@ class Options:
     status_interval: float = 0.25
     shutdown_grace: float = 10.0  # seconds the reconciles in flight get to finish at a graceful stop
     watch_idle_timeout: float = WATCH_IDLE_TIMEOUT  # a watch silent this long counts as dead
+    list_page_size: int = LIST_PAGE_SIZE  # objects per page when the informers and the takeover list
 
 
 def split_address(address: str) -> tuple[str, int] | None:

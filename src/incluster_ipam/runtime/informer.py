@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..kube.client import KubeClient, ObjectList
+from ..kube.client import LIST_PAGE_SIZE, KubeClient, ObjectList
 from ..kube.errors import ApiError, KubeError, WatchExpired
 from ..kube.resources import Obj, Resource, object_key
 from ..kube.watch import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
@@ -117,7 +117,7 @@ class Informer:
         projection: Projection | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
         resync_period: float | None = None,
-        page_size: int | None = 500,
+        page_size: int | None = LIST_PAGE_SIZE,
         backoff: Backoff | None = None,
         watch_timeout: tuple[int, int] = (60, 100),
     ) -> None:
@@ -180,6 +180,11 @@ class Informer:
         """Seconds since the apiserver last told this informer anything (a list, an event, a bookmark, a
         watch ending in order); infinite before the first list."""
         return time.monotonic() - self._heard_at
+
+    @property
+    def page_size(self) -> int | None:
+        """Objects per list page (None: unpaginated)."""
+        return self._page_size
 
     @property
     def resource_version(self) -> str:

@@ -14,6 +14,7 @@ from incluster_ipam.kube import (
     WatchEvent,
     error_from_status,
 )
+from incluster_ipam.kube.client import LIST_PAGE_SIZE
 from incluster_ipam.kube.resources import Obj
 from incluster_ipam.runtime import Backoff, Informer
 
@@ -162,7 +163,7 @@ async def test_a_closed_watch_resumes_from_the_last_version_without_relisting() 
         source.emit(TransportError("connection reset"))
         await eventually(source, lambda: len(source.watch_calls) >= 4)
         assert source.watch_calls[:4] == ["5", "9", "15", "15"]
-        assert source.list_calls == [500]
+        assert source.list_calls == [LIST_PAGE_SIZE]
     finally:
         await informer.stop()
 
