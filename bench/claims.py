@@ -1041,6 +1041,8 @@ async def main_async(args: argparse.Namespace) -> int:
         except Exception as exc:
             unavailable[name] = str(exc)
             log(f"{name} unavailable: {exc}")
+    for label, variant_args in args.ours_variants:  # ours again, with other flags, on the same plane
+        providers.append(dataclasses.replace(ours(), name=f"ours-{label}", extra=tuple(variant_args)))
     report: dict[str, Any] = {
         "mode": mode,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -1308,6 +1310,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         row("startup", "other load on the machine meanwhile (cores)", "others_cpu_share", better=None)
         check("startup")
     for name, r in results.items():
+        if name in ("ours", "upstream"):
+            continue
+        for workload, w in r.items():
+            headline = ", ".join(f"{k} {w[k]}" for k in sorted(_HEADLINE) if k in w and k != "check")
+            rows.append(f"| {workload} | variant {name} | {headline} | | | |")
+    for name, r in results.items():
         c = r.get("one_pool", {}).get("ceiling")
         if c:
             rows.append(
@@ -1393,6 +1401,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ours-args", default="", help="extra arguments for our provider (diagnosis only)")
     parser.add_argument("--upstream-args", default="", help="extra arguments for upstream (diagnosis only)")
+    parser.add_argument(
+        "--ours-variant",
+        action="append",
+        default=[],
+        metavar="LABEL=ARGS",
+        help="also run ours as 'ours-LABEL' with these extra arguments (repeatable; with --shared-startup "
+        "every variant starts over the same prepared claims), e.g. pages500='--list-page-size 500'",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
         "--docs",
@@ -1414,6 +1430,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
+    args.ours_variants = []
+    for spec in args.ours_variant:
+        label, sep, extra = spec.partition("=")
+        if not sep or not label:
+            parser.error(f"--ours-variant wants LABEL=ARGS, not {spec!r}")
+        args.ours_variants.append((label, shlex.split(extra)))
     return args
 
 

@@ -143,7 +143,7 @@ def recount(pool: Mapping[str, Any], addresses: Iterable[Mapping[str, Any]]) -> 
         prefixes = prefix_core.PrefixPool.from_spec(prefix_core_spec(spec))
     except (AddressError, ValueError):
         return None
-    entries = []
+    entries: list[tuple[Any, Any]] = []
     for address in addresses:
         body = address.get("spec") or {}
         try:
@@ -155,7 +155,7 @@ def recount(pool: Mapping[str, Any], addresses: Iterable[Mapping[str, Any]]) -> 
         1 for a, length in entries if a is None or not _prefix_allocatable(prefixes, a, length)
     )
     total = prefixes.count()
-    return prefix_core.PoolCounts(total, used, max(0, total - used + out_of_range), out_of_range).status()
+    return ip_core.PoolCounts(total, used, max(0, total - used + out_of_range), out_of_range).status()
 
 
 def _prefix_allocatable(pool: prefix_core.PrefixPool, address: Any, length: Any) -> bool:
