@@ -17,7 +17,7 @@ from .devcluster.controlplane import free_port
 from .kube import KubeClient
 from .kube.client import LIST_PAGE_SIZE, WATCH_IDLE_TIMEOUT
 from .provider import Options, Provider
-from .runtime import install_signal_handlers, setup_logging
+from .runtime import collector, install_signal_handlers, setup_logging
 from .serving.tls import TLS_VERSIONS, cipher_list
 from .webhooks.registration import install_webhooks
 
@@ -300,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "log_level", "info"), json_format=getattr(args, "log_format", "text") == "json"
     )
     if args.command == "run":
+        collector.tune_for_bulk_reads()
         return asyncio.run(_run(args))
     if args.command == "dev-cluster":
         return asyncio.run(_dev_cluster(args))
